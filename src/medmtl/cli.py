@@ -1,0 +1,169 @@
+"""The ``medmtl`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from medmtl.errors import MedMTLError
+
+app = typer.Typer(help="Multi-task deep learning on medical images.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+console = Console(stderr=True)
+
+
+def _fail(error: MedMTLError) -> None:
+    console.print(f"[bold red]error:[/] {error}")
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def train(
+    config: Annotated[str, typer.Argument(help="YAML file or preset name (see `medmtl presets`)")],
+    out: Annotated[Path, typer.Option("--out", help="run directory")],
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key.path=value overrides")] = None,
+    resume: Annotated[bool, typer.Option(help="continue the run in --out from its last checkpoint")] = True,
+    report: Annotated[bool, typer.Option(help="write report/report.md when training ends")] = True,
+) -> None:
+    """Train a model; writes config.yaml, checkpoints/, logs/, metrics.json and a report."""
+    try:
+        from medmtl.config import load_config
+        from medmtl.training.run import train as run_training
+
+        cfg = load_config(config, overrides or [])
+        result = run_training(cfg, out, resume=resume)
+        if result.metrics:
+            _show(result.metrics, "validation metrics (best checkpoint)")
+            if report:
+                _report(out, "val", result.metrics)
+    except MedMTLError as error:
+        _fail(error)
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `medmtl train`")],
+    split: Annotated[str, typer.Option(help="train, val or test")] = "val",
+    data: Annotated[Optional[str], typer.Option(help="override data.root (e.g. another copy of the data)")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="where to write the metrics (default RUN/metrics_<split>.json)")] = None,
+) -> None:
+    """Evaluate the best checkpoint of a run on a split, with bootstrap 95% CIs."""
+    try:
+        from medmtl.data.build import build_datasets
+        from medmtl.errors import ConfigError
+        from medmtl.io_utils import atomic_write_json
+        from medmtl.training.evaluation import evaluate as evaluate_model
+        from medmtl.training.loaders import make_loader
+        from medmtl.training.run import load_run
+
+        cfg, model = load_run(run_dir)
+        if data is not None:
+            cfg.data.root = data
+        datasets = build_datasets(cfg.data)
+        if split not in datasets:
+            raise ConfigError("--split", f"'{split}' is not available; the data has {sorted(datasets)}")
+        loader = make_loader(datasets[split], cfg.data.batch_size, 0, shuffle=False)
+        metrics = evaluate_model(model, loader, cfg.trainer.n_bootstrap, cfg.seed)
+        target = out or run_dir / f"metrics_{split}.json"
+        atomic_write_json(target, metrics)
+        _show(metrics, f"{split} metrics")
+        console.print(f"wrote {target}")
+    except MedMTLError as error:
+        _fail(error)
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `medmtl train`")],
+    images: Annotated[list[Path], typer.Argument(help="image files (PNG, JPEG, TIFF…)")],
+    out: Annotated[Path, typer.Option("--out", help="output folder")],
+) -> None:
+    """Predict class probabilities, masks (PNG) and boxes (COCO JSON) for image files."""
+    try:
+        from medmtl.predict import predict_files
+        from medmtl.training.run import load_run
+
+        cfg, model = load_run(run_dir)
+        predict_files(cfg, model, list(images), out)
+        console.print(f"wrote predictions for {len(images)} image(s) to {out}")
+    except MedMTLError as error:
+        _fail(error)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="run directory")] = Path("runs/demo"),
+    epochs: Annotated[Optional[int], typer.Option(help="override the number of epochs")] = None,
+) -> None:
+    """Train classification + segmentation + reconstruction on built-in phantom data (about 2 min on 2 CPU cores)."""
+    overrides = [f"trainer.max_epochs={epochs}"] if epochs else []
+    train("demo", out, overrides, resume=True, report=True)
+
+
+@app.command()
+def compare(
+    config: Annotated[str, typer.Argument(help="a multi-task YAML file or preset name")],
+    out: Annotated[Path, typer.Option("--out", help="comparison directory")],
+    splits: Annotated[str, typer.Option(help="comma-separated split numbers, e.g. 1,2,3")] = "1",
+    single: Annotated[Optional[str], typer.Option(help="comma-separated tasks to train alone (default: all but reconstruction)")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key.path=value overrides for every run")] = None,
+) -> None:
+    """Train each task alone and all tasks together on each split; tabulate mean ± std."""
+    try:
+        from medmtl.compare import run_comparison
+        from medmtl.config import load_config
+        from medmtl.errors import ConfigError
+
+        try:
+            split_numbers = [int(s) for s in splits.split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError("--splits", f"'{splits}' is not a comma-separated list of integers") from None
+        cfg = load_config(config, overrides or [])
+        chosen = [s.strip() for s in single.split(",")] if single else None
+        run_comparison(cfg, out, split_numbers, chosen)
+        typer.echo((out / "comparison.md").read_text())
+    except MedMTLError as error:
+        _fail(error)
+
+
+@app.command()
+def presets() -> None:
+    """List the configurations shipped with medmtl."""
+    from medmtl.config import PRESETS_DIR
+
+    for path in sorted(PRESETS_DIR.glob("*.yaml")):
+        first = path.read_text().splitlines()[0].lstrip("# ").strip()
+        typer.echo(f"{path.stem:24s} {first}")
+
+
+def _show(metrics: dict, title: str) -> None:
+    from medmtl.report.tables import rich_table
+
+    Console().print(rich_table(metrics, title))
+
+
+def _report(out: Path, split: str, metrics: dict) -> None:
+    """Write the run report for ``split`` (the training split when the data has no such split)."""
+    from medmtl.data.build import build_datasets
+    from medmtl.report.run_report import write_report
+    from medmtl.training.loaders import make_loader
+    from medmtl.training.run import load_run
+
+    cfg, model = load_run(out)
+    datasets = build_datasets(cfg.data)
+    split = split if split in datasets else "train"
+    loader = make_loader(datasets[split], cfg.data.batch_size, 0, shuffle=False)
+    path = write_report(out, cfg, model, loader, metrics, split=split)
+    console.print(f"report: {path}")
+
+
+def main() -> None:  # pragma: no cover - entry point
+    app(sys.argv[1:])
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

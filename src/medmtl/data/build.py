@@ -1,0 +1,148 @@
+"""Datasets of a data configuration: ``{"train": ..., "val": ..., "test": ...}``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medmtl.data.busi import scan_busi
+from medmtl.data.config import DataConfig
+from medmtl.data.dataset import MultiTaskDataset
+from medmtl.data.manifest import read_manifest
+from medmtl.data.npz import npz_keys, read_medmnist_npz
+from medmtl.data.phantom import make_phantom_records
+from medmtl.data.records import Record
+from medmtl.data.splits import holdout_split, kfold_splits, read_split_file, select
+from medmtl.data.transforms import build_transforms
+from medmtl.errors import ConfigError, DataError
+from medmtl.paths import resolve_data_path
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def build_datasets(cfg: DataConfig) -> dict[str, MultiTaskDataset]:
+    """One :class:`MultiTaskDataset` per available split; only ``train`` is augmented."""
+    records = build_records(cfg)
+    train_transform = build_transforms(cfg.augment, cfg.image_size, train=True)
+    datasets = {}
+    for split, split_records in records.items():
+        transform = train_transform if split == "train" and len(train_transform) > 1 else None
+        datasets[split] = MultiTaskDataset(split_records, channels=cfg.channels, image_size=cfg.image_size,
+                                           transform=transform, cache_images=cfg.cache_images)
+    return datasets
+
+
+def build_records(cfg: DataConfig) -> dict[str, list[Record]]:
+    """The records of each split (``train`` and ``val`` always, ``test`` when the data has one)."""
+    if cfg.kind == "phantom":
+        return _phantom_records(cfg)
+    if cfg.kind == "npz":
+        return _npz_records(cfg)
+    root = _root(cfg)
+    if cfg.kind == "busi":
+        records = scan_busi(root, cfg.classes, cfg.include_normal)
+    else:
+        records = _manifest_records(cfg, root)
+    return _split(cfg, records, root)
+
+
+# --------------------------------------------------------------------------------------- sources
+def _root(cfg: DataConfig) -> Path | None:
+    if cfg.root is not None:
+        return resolve_data_path(cfg.root)
+    if cfg.kind == "manifest" and cfg.manifest is not None:
+        return resolve_data_path(cfg.manifest).parent
+    return None
+
+
+def _manifest_records(cfg: DataConfig, root: Path | None) -> list[Record]:
+    if not cfg.manifest:
+        raise ConfigError("data.manifest", "kind 'manifest' needs the path of a CSV file in data.manifest")
+    path = resolve_data_path(cfg.manifest)
+    if not path.is_absolute() and cfg.root is not None and not path.exists():
+        path = resolve_data_path(cfg.root) / path
+    classes = cfg.classes if cfg.label_col is not None else None
+    return read_manifest(path, image_col=cfg.image_col, mask_col=cfg.mask_col, label_col=cfg.label_col,
+                         classes=classes, value_cols=cfg.value_cols, time_col=cfg.time_col,
+                         event_col=cfg.event_col, root=resolve_data_path(cfg.root) if cfg.root else None)
+
+
+def _phantom_records(cfg: DataConfig) -> dict[str, list[Record]]:
+    ph = cfg.phantom
+    size = ph.image_size or cfg.image_size
+    offset = 3 * (cfg.fold or 0)  # another fold of a comparison draws other phantoms
+    counts = {"train": ph.n_train, "val": ph.n_val, "test": ph.n_test}
+    out = {}
+    for stream, split in enumerate(SPLIT_NAMES):
+        if counts[split] or split == "train":
+            out[split] = make_phantom_records(counts[split], image_size=size, seed=ph.seed,
+                                              malignant_fraction=ph.malignant_fraction,
+                                              normal_fraction=ph.normal_fraction, stream=stream + offset,
+                                              name_prefix=f"phantom_{split}")
+    return out
+
+
+def _npz_records(cfg: DataConfig) -> dict[str, list[Record]]:
+    if not cfg.npz:
+        raise ConfigError("data.npz", "kind 'npz' needs the path of an .npz archive in data.npz")
+    path = resolve_data_path(cfg.npz)
+    if not path.is_absolute() and cfg.root is not None and not path.exists():
+        path = resolve_data_path(cfg.root) / path
+    keys = npz_keys(path)
+    out = {"train": read_medmnist_npz(path, "train")}
+    if "val_images" in keys:
+        out["val"] = read_medmnist_npz(path, "val")
+    else:
+        out["train"], out["val"] = holdout_split(out["train"], cfg.val_fraction, cfg.seed)
+    if "test_images" in keys:
+        out["test"] = read_medmnist_npz(path, "test")
+    return out
+
+
+# ---------------------------------------------------------------------------------------- splits
+def _split_path(cfg: DataConfig, key: str, root: Path | None) -> Path | None:
+    text = getattr(cfg, key)
+    if text is None:
+        return None
+    if "{split}" in text:
+        if cfg.split is None:
+            raise ConfigError("data.split", f"data.{key} ('{text}') holds {{split}}: set data.split (e.g. 1)")
+        text = text.replace("{split}", str(cfg.split))
+    path = resolve_data_path(text)
+    if not path.is_absolute() and root is not None:
+        path = root / path
+    return path
+
+
+def _split(cfg: DataConfig, records: list[Record], root: Path | None) -> dict[str, list[Record]]:
+    files = {split: _split_path(cfg, f"split_{split}", root) for split in SPLIT_NAMES}
+    chosen: dict[str, list[Record]] = {}
+    for split, path in files.items():
+        if path is not None:
+            chosen[split] = select(records, read_split_file(path), source=path)
+    _check_disjoint(chosen, files)
+    used = {r.name for split_records in chosen.values() for r in split_records}
+    rest = [r for r in records if r.name not in used]
+    if "train" in chosen and "val" not in chosen:
+        chosen["val"], rest = rest, []
+    elif "val" in chosen and "train" not in chosen:
+        chosen["train"], rest = rest, []
+    elif "train" not in chosen:  # neither file: k-fold or hold-out of what the test file leaves
+        if cfg.fold is not None:
+            chosen["train"], chosen["val"] = kfold_splits(rest, cfg.folds, cfg.seed)[cfg.fold - 1]
+        else:
+            chosen["train"], chosen["val"] = holdout_split(rest, cfg.val_fraction, cfg.seed)
+    for split in ("train", "val"):
+        if not chosen[split]:
+            where = files[split] or files["train"] or files["val"] or root
+            raise DataError(where, f"the {split} split has no samples")
+    return {split: chosen[split] for split in SPLIT_NAMES if split in chosen}
+
+
+def _check_disjoint(chosen: dict[str, list[Record]], files: dict[str, Path | None]) -> None:
+    splits = list(chosen)
+    for i, first in enumerate(splits):
+        for second in splits[i + 1:]:
+            shared = sorted({r.name for r in chosen[first]} & {r.name for r in chosen[second]})
+            if shared:
+                raise DataError(files[second], f"{len(shared)} name(s) are in both the {first} split "
+                                               f"({files[first]}) and the {second} split: {shared[:5]}")

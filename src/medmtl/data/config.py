@@ -1,0 +1,87 @@
+"""The ``data`` section of a run configuration."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_BUSI_ROOT = "${MEDMTL_DATA}/busi-256"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PhantomConfig(_Strict):
+    """Built-in phantom ultrasound images (see :mod:`medmtl.data.phantom`)."""
+
+    n_train: int = Field(320, ge=1)
+    n_val: int = Field(120, ge=0)
+    n_test: int = Field(0, ge=0)
+    image_size: int | None = Field(None, ge=16, description="size the phantoms are drawn at; default data.image_size")
+    malignant_fraction: float = Field(0.5, ge=0, le=1)
+    normal_fraction: float = Field(0.0, ge=0, le=1, description="share of lesion-free images (label 2 when > 0)")
+    seed: int = 0
+
+
+class AugmentConfig(_Strict):
+    """Training-time augmentation (applied to image, mask and boxes alike)."""
+
+    hflip: bool = False
+    vflip: bool = False
+    rotate_degrees: float = Field(0.0, ge=0, le=180)
+    intensity: float = Field(0.0, ge=0, le=1, description="brightness/contrast/gamma strength")
+    elastic: bool = False
+    elastic_magnitude: float = Field(0.03, ge=0, le=0.25, description="largest displacement, fraction of image size")
+
+
+class DataConfig(_Strict):
+    """Where samples come from, how they are split, resized, augmented and batched.
+
+    Splits, by priority: split files (``split_train``/``split_val``/``split_test``; relative paths
+    are resolved against ``root``; ``{split}`` in them is replaced by ``split``), else fold
+    ``fold`` (1..``folds``) of a stratified k-fold, else a stratified random hold-out of
+    ``val_fraction``. ``npz`` archives bring their own train/val/test splits; phantom data is
+    drawn per split.
+    """
+
+    kind: Literal["busi", "manifest", "npz", "phantom"]
+    root: str | None = Field(None, description="data folder (busi: default ${MEDMTL_DATA}/busi-256)")
+    manifest: str | None = Field(None, description="CSV manifest (kind=manifest)")
+    npz: str | None = Field(None, description="MedMNIST-style .npz archive (kind=npz)")
+    classes: list[str] = Field(default_factory=lambda: ["benign", "malignant"])
+    include_normal: bool = False
+    image_size: int = Field(128, ge=8)
+    channels: Literal[1, 3] = 1
+    split: int | None = Field(None, description="replaces {split} in the split file paths")
+    split_train: str | None = None
+    split_val: str | None = None
+    split_test: str | None = None
+    fold: int | None = Field(None, ge=1, description="k-fold: which fold is validation, counting from 1")
+    folds: int = Field(5, ge=2)
+    val_fraction: float = Field(0.2, gt=0, lt=1)
+    phantom: PhantomConfig = Field(default_factory=PhantomConfig)
+    image_col: str = "image"
+    mask_col: str | None = "mask"
+    label_col: str | None = None
+    value_cols: list[str] = Field(default_factory=list)
+    time_col: str | None = None
+    event_col: str | None = None
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    batch_size: int = Field(16, ge=1)
+    num_workers: int = Field(0, ge=0)
+    cache_images: bool = True
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _defaults_and_consistency(self) -> DataConfig:
+        if self.kind == "busi" and self.root is None:
+            self.root = DEFAULT_BUSI_ROOT
+        if self.fold is not None and self.fold > self.folds:
+            raise ValueError(f"fold {self.fold} is outside 1..{self.folds} (data.folds)")
+        if (self.time_col is None) != (self.event_col is None):
+            raise ValueError("time_col and event_col go together (survival needs both)")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError(f"classes repeat a name: {self.classes}")
+        return self

@@ -1,0 +1,160 @@
+"""A dataset of records that yields sample dicts with whatever targets each record has."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from medmtl.data.image_io import array_to_chw, boxes_and_labels_from_label_map, read_image, read_mask
+from medmtl.data.records import Record
+from medmtl.data.transforms import resize
+from medmtl.errors import DataError
+
+Sample = dict[str, Any]
+
+
+def _size_text(shape: Sequence[int]) -> str:
+    height, width = shape[-2:]
+    return f"{width}x{height} (width x height)"
+
+
+class MultiTaskDataset(Dataset):
+    """Samples of ``records``: ``"image"`` ``[channels, image_size, image_size]`` in [0, 1], ``"name"``
+    and the targets each record has (``label``, ``mask``, ``boxes``/``box_labels``, ``value``,
+    ``survival``; see :mod:`medmtl.data.collate`).
+
+    Images are decoded, checked against their masks (a mask whose size differs from its image's is a
+    :class:`DataError` naming the mask file and both sizes) and resized (bilinear image, nearest
+    mask); boxes come from the resized mask, one per connected component. With ``cache_images`` the
+    decoded, resized tensors are kept in memory, so epochs after the first decode nothing. The
+    ``transform`` (augmentation) runs on every access, after the cache. Returned tensors are fresh
+    copies: changing them does not change the cache.
+    """
+
+    def __init__(self, records: Sequence[Record], channels: int = 1, image_size: int = 128,
+                 transform: Callable[[Sample], Sample] | None = None, cache_images: bool = True) -> None:
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        if image_size < 1:
+            raise ValueError(f"image_size must be positive, got {image_size}")
+        self.records = list(records)
+        self.channels = channels
+        self.image_size = int(image_size)
+        self.transform = transform
+        self.cache_images = cache_images
+        self._cache: dict[int, Sample] = {}
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __repr__(self) -> str:
+        return (f"MultiTaskDataset({len(self)} samples, channels={self.channels}, image_size={self.image_size}, "
+                f"targets={self.available_targets()})")
+
+    # ------------------------------------------------------------------------------ no decoding
+    def available_targets(self) -> dict[str, int]:
+        """How many samples have each target key (from the records; decodes nothing)."""
+        counts: Counter[str] = Counter()
+        for record in self.records:
+            counts.update(record.available_targets())
+        return dict(sorted(counts.items()))
+
+    def labels(self) -> list[int | None]:
+        """Class label of every sample (``None`` where unlabelled), e.g. for stratification."""
+        return [record.label for record in self.records]
+
+    def names(self) -> list[str]:
+        return [record.name for record in self.records]
+
+    # --------------------------------------------------------------------------------- decoding
+    def _decode(self, record: Record) -> Sample:
+        """Image, mask, boxes at ``image_size`` (what the cache holds)."""
+        if record.image_path is not None:
+            image = read_image(record.image_path, self.channels)
+        else:
+            image = array_to_chw(record.image_array, self.channels, record.source)
+        base: Sample = {"image": torch.from_numpy(np.ascontiguousarray(image))}
+        mask = self._decode_mask(record, image.shape)
+        if mask is not None:
+            base["mask"] = torch.from_numpy(mask.astype(np.int64))
+        elif record.targets.get("boxes") is not None:  # boxes given without a mask: scaled with the image
+            boxes = np.asarray(record.targets["boxes"], dtype=np.float32).reshape(-1, 4)
+            labels = record.targets.get("box_labels")
+            labels = np.ones(len(boxes), dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+            base["boxes"] = torch.from_numpy(boxes)
+            base["box_labels"] = torch.from_numpy(labels.reshape(-1))
+        base = resize(base, (self.image_size, self.image_size))
+        if "mask" in base:
+            boxes, box_labels = boxes_and_labels_from_label_map(base["mask"].numpy())
+            base["boxes"] = torch.from_numpy(boxes)
+            base["box_labels"] = torch.from_numpy(box_labels)
+        return base
+
+    def _decode_mask(self, record: Record, image_shape: Sequence[int]) -> np.ndarray | None:
+        height, width = image_shape[-2:]
+        if record.mask_paths:
+            merged = np.zeros((height, width), dtype=bool)
+            for path in record.mask_paths:
+                mask = read_mask(path)
+                if mask.shape != (height, width):
+                    raise DataError(path, f"mask size {_size_text(mask.shape)} differs from the size "
+                                          f"{_size_text((height, width))} of its image {record.source}")
+                merged |= mask
+            return merged.astype(np.int64)
+        if record.mask_array is not None:
+            mask = np.asarray(record.mask_array)
+            if mask.ndim != 2 or mask.shape != (height, width):
+                raise DataError(record.source, f"mask size {_size_text(mask.shape)} differs from the image size "
+                                               f"{_size_text((height, width))}")
+            if mask.dtype == np.bool_:
+                return mask.astype(np.int64)
+            if mask.min() < 0:
+                raise DataError(record.source, "mask holds negative class indices")
+            return mask.astype(np.int64)
+        return None
+
+    def _base(self, index: int) -> Sample:
+        cached = self._cache.get(index)
+        if cached is not None:
+            return cached
+        base = self._decode(self.records[index])
+        if self.cache_images:
+            self._cache[index] = base
+        return base
+
+    def __getitem__(self, index: int) -> Sample:
+        record = self.records[index]
+        base = self._base(index)
+        sample: Sample = {key: value.clone() for key, value in base.items()}
+        sample["name"] = record.name
+        sample.update(_target_tensors(record))
+        if self.transform is not None:
+            sample = self.transform(sample)
+        return sample
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+
+def _target_tensors(record: Record) -> Sample:
+    out: Sample = {}
+    for key, value in record.targets.items():
+        if value is None:
+            continue
+        if key == "label":
+            out[key] = torch.tensor(int(value), dtype=torch.long)
+        elif key == "survival":
+            time, event = value
+            out[key] = torch.tensor([float(time), float(event)], dtype=torch.float32)
+        elif key in ("boxes", "box_labels"):
+            continue  # decoded (and resized) with the image
+        else:
+            array = np.asarray(value)
+            dtype = torch.long if np.issubdtype(array.dtype, np.integer) and key != "value" else torch.float32
+            out[key] = torch.as_tensor(array).to(dtype)
+    return out

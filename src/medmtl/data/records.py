@@ -1,0 +1,65 @@
+"""A record: where one sample's image, mask and targets come from, before decoding."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MASK_TARGETS = frozenset({"mask", "boxes", "box_labels"})
+
+
+@dataclass
+class Record:
+    """One sample, described without decoding it.
+
+    - ``image_path`` (a file) or ``image_array`` (in-memory ``[H, W]`` / ``[H, W, C]`` pixels,
+      uint8, uint16 or float in [0, 1]) gives the image.
+    - ``mask_paths``: mask files merged with OR (several lesions annotated in separate files);
+      ``mask_array``: an in-memory label map ``[H, W]`` (0 = background, 1..K = class). A record
+      with either has the targets ``mask``, ``boxes`` and ``box_labels`` (an empty mask is a valid
+      label: "no lesion").
+    - ``targets``: ``label`` (int), ``value`` (float or tuple of floats), ``survival``
+      ``(time, event)``, optionally ``boxes`` (``[N, 4]`` xyxy in original pixels) and
+      ``box_labels`` for records without a mask; ``None`` or a missing key means "not labelled".
+    """
+
+    name: str
+    image_path: Path | None = None
+    image_array: np.ndarray | None = None
+    mask_paths: list[Path] = field(default_factory=list)
+    mask_array: np.ndarray | None = None
+    targets: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.image_path is None and self.image_array is None:
+            raise ValueError(f"record '{self.name}' needs an image_path or an image_array")
+        if self.image_path is not None:
+            self.image_path = Path(self.image_path)
+        self.mask_paths = [Path(p) for p in self.mask_paths]
+        self.targets = {k: v for k, v in self.targets.items() if v is not None}
+
+    @property
+    def has_mask(self) -> bool:
+        return bool(self.mask_paths) or self.mask_array is not None
+
+    @property
+    def label(self) -> int | None:
+        value = self.targets.get("label")
+        return None if value is None else int(value)
+
+    @property
+    def source(self) -> str:
+        """Where the image comes from, for messages."""
+        return str(self.image_path) if self.image_path is not None else f"<in-memory image '{self.name}'>"
+
+    def available_targets(self) -> set[str]:
+        """The target keys this record's sample will have (decodes nothing)."""
+        keys = {k for k, v in self.targets.items() if v is not None}
+        if self.has_mask:
+            keys |= MASK_TARGETS
+        elif "boxes" in keys:  # boxes without a mask: labels default to 1 (lesion)
+            keys.add("box_labels")
+        return keys

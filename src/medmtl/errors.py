@@ -1,0 +1,35 @@
+"""Errors medmtl raises for bad input.
+
+Every error names the offending file or configuration key and says what was expected, so
+that a user never has to read a stack trace from deep inside torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class MedMTLError(Exception):
+    """Base class of all errors that medmtl raises for bad input."""
+
+
+class DataError(MedMTLError):
+    """A data file or sample is missing, unreadable or inconsistent."""
+
+    def __init__(self, path: str | Path | None, problem: str) -> None:
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class ConfigError(MedMTLError):
+    """A configuration key is unknown, has the wrong type or an unsupported value."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        self.key = key
+        self.problem = problem
+        super().__init__(f"config key '{key}': {problem}")
+
+
+class TrainingError(MedMTLError):
+    """Training cannot go on (for example the loss became NaN or infinite)."""

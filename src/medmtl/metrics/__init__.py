@@ -1,0 +1,37 @@
+"""Evaluation metrics with bootstrap confidence intervals.
+
+All metrics take NumPy arrays (torch tensors are accepted and converted) and return Python
+floats; the ``*_metrics`` summaries return dicts ready for JSON.
+"""
+
+from medmtl.metrics.bootstrap import bootstrap_ci, bootstrap_indices, percentile_interval
+from medmtl.metrics.classification import (
+    accuracy,
+    balanced_accuracy,
+    classification_metrics,
+    roc_auc,
+    roc_curve_points,
+)
+from medmtl.metrics.regression import mae, mse, regression_metrics, spearman
+from medmtl.metrics.segmentation import dice_per_image, iou_per_image, segmentation_metrics
+from medmtl.metrics.survival import concordance_index, survival_metrics
+
+__all__ = [
+    "accuracy",
+    "balanced_accuracy",
+    "bootstrap_ci",
+    "bootstrap_indices",
+    "classification_metrics",
+    "concordance_index",
+    "dice_per_image",
+    "iou_per_image",
+    "mae",
+    "mse",
+    "percentile_interval",
+    "regression_metrics",
+    "roc_auc",
+    "roc_curve_points",
+    "segmentation_metrics",
+    "spearman",
+    "survival_metrics",
+]

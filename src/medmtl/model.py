@@ -1,0 +1,84 @@
+"""MultiTaskModel: one shared encoder, any set of task heads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from medmtl.encoders.base import Encoder
+from medmtl.errors import ConfigError
+from medmtl.tasks.base import Task
+
+
+class MultiTaskModel(nn.Module):
+    """Runs the encoder once and every task head on its features.
+
+    ``forward(image [B, C, H, W]) -> {task name: raw prediction}``. Heads that consume other
+    heads' outputs (``Task.consumes``, e.g. FT-MTL-Net's segmentation-to-classification
+    transfer) run after them and receive those outputs in ``context``.
+    """
+
+    def __init__(self, encoder: Encoder, tasks: Iterable[Task], image_channels: int = 1) -> None:
+        super().__init__()
+        tasks = list(tasks)
+        if not tasks:
+            raise ConfigError("model.tasks", "at least one task is needed")
+        names = [t.name for t in tasks]
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise ConfigError("model.tasks", f"task names must be unique; repeated: {duplicated}")
+        self.encoder = encoder
+        self.image_channels = image_channels
+        for task in tasks:
+            task.build_head(encoder.feature_info, image_channels)
+        self.tasks = nn.ModuleDict({t.name: t for t in _order_by_dependencies(tasks)})
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.encoder(image)
+        outputs: dict[str, torch.Tensor] = {}
+        for name, task in self.tasks.items():
+            context = {dep: outputs[dep] for dep in task.consumes}
+            outputs[name] = task(features, image, context)
+        return outputs
+
+    def losses(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Per-task losses for the tasks that have at least one labelled sample in ``batch``."""
+        result = {}
+        for name, task in self.tasks.items():
+            value = task.loss(outputs[name], batch)
+            if value is not None:
+                result[name] = value
+        return result
+
+    @torch.no_grad()
+    def predict(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """User-facing predictions (probabilities, label maps…) per task."""
+        outputs = self(image)
+        return {name: self.tasks[name].postprocess(out) for name, out in outputs.items()}
+
+
+def _order_by_dependencies(tasks: list[Task]) -> list[Task]:
+    by_name = {t.name: t for t in tasks}
+    for task in tasks:
+        missing = [dep for dep in task.consumes if dep not in by_name]
+        if missing:
+            raise ConfigError(f"tasks.{task.name}.consumes", f"names unknown task(s) {missing}")
+    ordered: list[Task] = []
+    visiting: set[str] = set()
+
+    def visit(task: Task) -> None:
+        if task in ordered:
+            return
+        if task.name in visiting:
+            raise ConfigError(f"tasks.{task.name}.consumes", "forms a cycle between task heads")
+        visiting.add(task.name)
+        for dep in task.consumes:
+            visit(by_name[dep])
+        ordered.append(task)
+
+    for task in tasks:
+        visit(task)
+    return ordered

@@ -1,0 +1,95 @@
+"""Figures for a run: loss curves, ROC curves, image/mask/prediction overlays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from medmtl.metrics import roc_auc, roc_curve_points  # noqa: E402
+
+
+def plot_loss_curves(metrics_csv: Path, out_png: Path) -> Path | None:
+    """Train/val loss per epoch (total and per task) from Lightning's CSV log."""
+    if not metrics_csv.is_file():
+        return None
+    log = pd.read_csv(metrics_csv)
+    if "epoch" not in log:
+        return None
+    columns = [c for c in log.columns if c.endswith("loss") and (c.startswith("train/") or c.startswith("val/"))]
+    if not columns:
+        return None
+    per_epoch = log.groupby("epoch")[columns].mean()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for column in columns:
+        series = per_epoch[column].dropna()
+        if len(series):
+            style = "-" if column.startswith("train/") else "--"
+            ax.plot(series.index + 1, series.values, style, marker="o", markersize=3, label=column)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("Training and validation losses")
+    return _save(fig, out_png)
+
+
+def plot_roc(labels: np.ndarray, probs: np.ndarray, out_png: Path, title: str = "ROC") -> Path | None:
+    """Binary ROC (positive = class 1), or one-vs-rest curves for more classes."""
+    classes = probs.shape[1]
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    targets = [1] if classes == 2 else list(range(classes))
+    drawn = False
+    for cls in targets:
+        binary = (labels == cls).astype(int)
+        if binary.min() == binary.max():
+            continue
+        fpr, tpr = roc_curve_points(binary, probs[:, cls])
+        ax.plot(fpr, tpr, label=f"class {cls}: AUC {roc_auc(binary, probs[:, cls]):.3f}")
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.plot([0, 1], [0, 1], ":", color="grey")
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, out_png)
+
+
+def plot_overlays(images: np.ndarray, true_masks: list[np.ndarray | None], pred_masks: list[np.ndarray | None],
+                  captions: list[str], out_png: Path) -> Path:
+    """A grid: each image with the true mask outline (green) and the predicted one (red).
+
+    ``images`` ``[N, C, H, W]`` in [0, 1]; masks ``[H, W]`` label maps or None.
+    """
+    n = len(images)
+    cols = min(n, 4)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, ax in enumerate(axes.flat[:n]):
+        image = images[i]
+        ax.imshow(image[0] if image.shape[0] == 1 else np.moveaxis(image, 0, -1), cmap="gray", vmin=0, vmax=1)
+        for mask, color in ((true_masks[i], "lime"), (pred_masks[i], "red")):
+            if mask is not None and mask.any():
+                ax.contour(mask > 0, levels=[0.5], colors=color, linewidths=1.2)
+        ax.set_title(captions[i], fontsize=8)
+    fig.suptitle("green: reference mask, red: prediction", fontsize=9)
+    return _save(fig, out_png)
+
+
+def _save(fig: plt.Figure, out_png: Path) -> Path:
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png

@@ -1,0 +1,77 @@
+"""A Markdown report of a run: metrics table, loss curves, ROC curves and overlays."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from medmtl.config import RunConfig
+from medmtl.io_utils import atomic_write_text
+from medmtl.model import MultiTaskModel
+from medmtl.report.plots import plot_loss_curves, plot_overlays, plot_roc
+from medmtl.report.tables import markdown_table
+from medmtl.tasks import ClassificationTask, SegmentationTask
+from medmtl.training.evaluation import collect_summaries
+
+
+def write_report(run_dir: Path, config: RunConfig, model: MultiTaskModel, loader: Any,
+                 metrics: dict[str, dict[str, Any]], split: str = "val", n_overlays: int = 8) -> Path:
+    """Write ``run_dir/report/report.md`` with its figures beside it; returns the path."""
+    report_dir = run_dir / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    sections = [f"# medmtl run report\n\nRun: `{run_dir}`  \nSplit evaluated: **{split}**  \n"
+                f"Encoder: `{config.model.encoder.name}`; tasks: "
+                + ", ".join(f"`{n}` ({t.kind})" for n, t in model.tasks.items()),
+                "## Metrics (95% bootstrap CIs)\n\n" + markdown_table(metrics)]
+
+    loss_png = plot_loss_curves(run_dir / "logs" / "csv" / "metrics.csv", report_dir / "loss_curves.png")
+    if loss_png:
+        sections.append("## Loss curves\n\n![loss curves](loss_curves.png)")
+
+    summaries = collect_summaries(model, loader, description="report")
+    for name, task in model.tasks.items():
+        if isinstance(task, ClassificationTask) and summaries.get(name):
+            png = plot_roc(summaries[name]["labels"], summaries[name]["probs"], report_dir / f"roc_{name}.png",
+                           title=f"ROC — {name} ({split})")
+            if png:
+                sections.append(f"## ROC — {name}\n\n![ROC {name}]({png.name})")
+
+    overlay = _overlays(model, loader, report_dir / "overlays.png", n_overlays)
+    if overlay:
+        sections.append("## Predictions\n\n![overlays](overlays.png)")
+    path = report_dir / "report.md"
+    atomic_write_text(path, "\n\n".join(sections) + "\n")
+    return path
+
+
+@torch.no_grad()
+def _overlays(model: MultiTaskModel, loader: Any, out_png: Path, count: int) -> Path | None:
+    seg = next((n for n, t in model.tasks.items() if isinstance(t, SegmentationTask)), None)
+    cls = next((n for n, t in model.tasks.items() if isinstance(t, ClassificationTask)), None)
+    if seg is None and cls is None:
+        return None
+    batch = next(iter(loader))
+    images = batch["image"][:count]
+    predictions = model.predict(images)
+    true_masks, pred_masks, captions = [], [], []
+    for i in range(len(images)):
+        if seg is not None:
+            key = model.tasks[seg].target_key
+            has = batch["present"].get(key)
+            true_masks.append(batch["targets"][key][i].numpy() if has is not None and has[i] else None)
+            pred_masks.append(predictions[seg][i].numpy())
+        else:
+            true_masks.append(None)
+            pred_masks.append(None)
+        caption = str(batch["name"][i])[:28]
+        if cls is not None:
+            probs = predictions[cls][i].numpy()
+            key = model.tasks[cls].target_key
+            has = batch["present"].get(key)
+            truth = int(batch["targets"][key][i]) if has is not None and has[i] else "?"
+            caption += f"\ntrue {truth}, pred {int(np.argmax(probs))} (p={probs.max():.2f})"
+        captions.append(caption)
+    return plot_overlays(images.numpy(), true_masks, pred_masks, captions, out_png)

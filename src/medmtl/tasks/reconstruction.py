@@ -1,0 +1,59 @@
+"""Reconstruction of the input image, an auxiliary task that needs no labels."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medmtl.encoders.base import FeatureInfo
+from medmtl.errors import ConfigError
+from medmtl.metrics import bootstrap_ci
+from medmtl.tasks.base import Outputs, Task
+from medmtl.tasks.heads import UNetDecoder
+
+_LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss}
+
+
+class ReconstructionTask(Task):
+    """Decodes the image back from the features; prediction ``[B, C, H, W]`` in [0, 1].
+
+    ``use_skips=False`` (default) decodes from the deepest map only, so the head must learn a
+    compressed representation instead of copying the input through the shallow skips.
+    """
+
+    kind = "reconstruction"
+    monitor = ("mse", "min")
+
+    def __init__(self, name: str = "reconstruction", target_key: str = "image",
+                 loss: Literal["mse", "l1"] = "mse", use_skips: bool = False,
+                 consumes: tuple[str, ...] = ()) -> None:
+        super().__init__(name, target_key, consumes)
+        if loss not in _LOSSES:
+            raise ConfigError(f"tasks.{name}.loss", f"'{loss}' is not one of {sorted(_LOSSES)}")
+        self.loss_fn = _LOSSES[loss]
+        self.use_skips = use_skips
+
+    def build_head(self, feature_info: list[FeatureInfo], image_channels: int) -> None:
+        self.head = UNetDecoder(feature_info, image_channels, use_skips=self.use_skips)
+
+    def forward(self, features: list[torch.Tensor], image: torch.Tensor, context: Outputs) -> torch.Tensor:
+        return torch.sigmoid(self.head(features, image.shape[-2:]))
+
+    def compute_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.loss_fn(prediction, target.float())
+
+    def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> dict[str, np.ndarray]:
+        mse = (prediction.detach().float() - target.detach().float()).pow(2).flatten(1).mean(dim=1)
+        psnr = 10 * torch.log10(1.0 / mse.clamp_min(1e-10))
+        return {"mse": mse.cpu().numpy(), "psnr": psnr.cpu().numpy()}
+
+    def compute_metrics(self, summary: dict[str, np.ndarray], n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+        result: dict[str, Any] = {"n": int(len(summary["mse"]))}
+        for key in ("mse", "psnr"):
+            values = summary[key]
+            result[key] = float(np.mean(values))
+            result[f"{key}_ci95"] = list(bootstrap_ci(np.mean, values, n_resamples=n_resamples, seed=seed))
+        return result

@@ -1,0 +1,116 @@
+"""The LightningModule that trains a MultiTaskModel with a loss balancer."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from medmtl.balancing import LossBalancer
+from medmtl.config import OptimConfig
+from medmtl.errors import TrainingError
+from medmtl.model import MultiTaskModel
+from medmtl.tasks.base import concat_summaries
+
+VALIDATION_BOOTSTRAP = 0  # per-epoch validation skips the CIs; final evaluation computes them
+
+
+class MultiTaskModule(L.LightningModule):
+    """Training step: encoder → heads → per-task losses (labelled samples only) → balancer.
+
+    Logged: ``train/loss``, ``train/<task>/loss``, ``weight/<task>``, ``val/loss`` and every
+    scalar ``val/<task>/<metric>``.
+    """
+
+    def __init__(self, model: MultiTaskModel, balancer: LossBalancer, optim: OptimConfig | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.balancer = balancer
+        self.optim = optim or OptimConfig()
+        self._summaries: dict[str, list[dict[str, np.ndarray]]] = {}
+        self.last_metrics: dict[str, dict[str, Any]] = {}
+
+    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        return self.model(image)
+
+    def _step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        outputs = self.model(batch["image"])
+        losses = self.model.losses(outputs, batch)
+        total = self.balancer(losses) if losses else outputs[next(iter(outputs))].sum() * 0.0
+        return total, losses, outputs
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        total, losses, _ = self._step(batch)
+        self._check_finite(total, losses, batch_idx)
+        size = len(batch["image"])
+        self.log("train/loss", total, prog_bar=True, batch_size=size, sync_dist=False)
+        for name, value in losses.items():
+            self.log(f"train/{name}/loss", value, batch_size=size)
+        for name, weight in self.balancer.current_weights().items():
+            self.log(f"weight/{name}", weight, batch_size=size)
+        return total
+
+    def _check_finite(self, total: torch.Tensor, losses: dict[str, torch.Tensor], batch_idx: int) -> None:
+        if torch.isfinite(total):
+            return
+        bad = {name: float(v) for name, v in losses.items() if not math.isfinite(float(v))}
+        raise TrainingError(
+            f"the training loss became {float(total)} at epoch {self.current_epoch}, batch {batch_idx} "
+            f"(task losses not finite: {bad or 'none; the balancer produced it'}). Training stopped; the last "
+            "good checkpoint is checkpoints/last.ckpt. Try a lower optim.lr."
+        )
+
+    # -- evaluation ----------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._summaries = {name: [] for name in self.model.tasks}
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        total, losses, outputs = self._step(batch)
+        size = len(batch["image"])
+        self.log("val/loss", total, batch_size=size, sync_dist=True)
+        for name, value in losses.items():
+            self.log(f"val/{name}/loss", value, batch_size=size, sync_dist=True)
+        for name, task in self.model.tasks.items():
+            selected = task.select(outputs[name], batch)
+            if selected is not None:
+                self._summaries[name].append(task.summarize(*selected))
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = {}
+        for name, task in self.model.tasks.items():
+            summary = concat_summaries(_gather(self._summaries.get(name, [])))
+            if not summary:
+                continue
+            metrics[name] = task.compute_metrics(summary, n_resamples=VALIDATION_BOOTSTRAP)
+            for metric, value in metrics[name].items():
+                if isinstance(value, (int, float)) and metric != "n":
+                    self.log(f"val/{name}/{metric}", float(value), sync_dist=False, rank_zero_only=False)
+        self.last_metrics = metrics
+
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.parameters() if p.requires_grad]
+        cfg = self.optim
+        if cfg.optimizer == "sgd":
+            optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+        elif cfg.optimizer == "adam":
+            optimizer = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if cfg.scheduler == "none":
+            return optimizer
+        epochs = max(1, int(self.trainer.max_epochs or 1))
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def _gather(parts: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """All ranks' per-batch summaries (DDP); the local list when not distributed."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return parts
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, parts)
+    return [part for rank_parts in gathered for part in rank_parts]

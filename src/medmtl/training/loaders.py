@@ -1,0 +1,44 @@
+"""Data loaders from a configuration, with a check that every task has labelled samples."""
+
+from __future__ import annotations
+
+from torch.utils.data import DataLoader
+
+from medmtl.config import RunConfig
+from medmtl.data.build import build_datasets
+from medmtl.data.collate import collate_samples
+from medmtl.errors import ConfigError
+from medmtl.model import MultiTaskModel
+
+
+def make_loader(dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int = 0) -> DataLoader:
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
+                      collate_fn=collate_samples, generator=generator, drop_last=False,
+                      persistent_workers=num_workers > 0)
+
+
+def build_loaders(config: RunConfig, model: MultiTaskModel) -> dict[str, DataLoader]:
+    """One loader per available split; raises when a task has no target anywhere in ``train``."""
+    datasets = build_datasets(config.data)
+    check_targets_available(model, datasets["train"].available_targets(), split="train")
+    data = config.data
+    return {
+        split: make_loader(ds, data.batch_size, data.num_workers, shuffle=split == "train", seed=config.seed)
+        for split, ds in datasets.items()
+    }
+
+
+def check_targets_available(model: MultiTaskModel, counts: dict[str, int], split: str) -> None:
+    for name, task in model.tasks.items():
+        if task.target_key == "image":
+            continue
+        if counts.get(task.target_key, 0) == 0:
+            found = sorted(k for k, v in counts.items() if v)
+            raise ConfigError(
+                f"model.tasks.{name}",
+                f"task '{name}' reads target '{task.target_key}', but no sample of the {split} split has it "
+                f"(targets present: {found})",
+            )

@@ -1,0 +1,28 @@
+import torch
+
+from medmtl.data.collate import collate_samples
+
+
+def test_missing_targets_are_marked_absent_and_zero_filled():
+    samples = [
+        {"image": torch.ones(1, 8, 8), "name": "a", "label": torch.tensor(1)},
+        {"image": torch.zeros(1, 8, 8), "name": "b", "mask": torch.ones(8, 8, dtype=torch.long)},
+    ]
+    batch = collate_samples(samples)
+    assert batch["image"].shape == (2, 1, 8, 8)
+    assert batch["name"] == ["a", "b"]
+    assert batch["present"]["label"].tolist() == [True, False]
+    assert batch["present"]["mask"].tolist() == [False, True]
+    assert batch["targets"]["label"].tolist() == [1, 0]
+    assert batch["targets"]["mask"][0].sum() == 0 and batch["targets"]["mask"][1].sum() == 64
+
+
+def test_variable_length_boxes_stay_lists():
+    samples = [
+        {"image": torch.ones(1, 8, 8), "boxes": torch.tensor([[0.0, 0, 2, 2]]), "box_labels": torch.tensor([1])},
+        {"image": torch.ones(1, 8, 8)},
+    ]
+    batch = collate_samples(samples)
+    assert isinstance(batch["targets"]["boxes"], list)
+    assert batch["targets"]["boxes"][1].shape == (0, 4)
+    assert batch["present"]["boxes"].tolist() == [True, False]

@@ -1,0 +1,51 @@
+"""Helpers shared by tests: tiny synthetic samples, a tiny run configuration, running the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import torch
+
+
+def make_samples(n: int = 4, size: int = 32, channels: int = 1, with_label=True, with_mask=True,
+                 with_value=False, with_survival=False, seed: int = 0) -> list[dict]:
+    g = torch.Generator().manual_seed(seed)
+    samples = []
+    for i in range(n):
+        sample = {"image": torch.rand(channels, size, size, generator=g), "name": f"s{i}"}
+        lab = i % 2
+        if (with_label is True) or (callable(with_label) and with_label(i)):
+            sample["label"] = torch.tensor(lab)
+        if (with_mask is True) or (callable(with_mask) and with_mask(i)):
+            mask = torch.zeros(size, size, dtype=torch.long)
+            mask[4 + i: 12 + i, 6: 14 + 2 * lab] = 1
+            sample["mask"] = mask
+        if (with_value is True) or (callable(with_value) and with_value(i)):
+            sample["value"] = torch.tensor(float(i))
+        if (with_survival is True) or (callable(with_survival) and with_survival(i)):
+            sample["survival"] = torch.tensor([10.0 + i, float(i % 2)])
+        samples.append(sample)
+    return samples
+
+
+
+def tiny_config(**trainer) -> dict:
+    return {
+        "seed": 0,
+        "data": {"kind": "phantom", "image_size": 32, "batch_size": 16,
+                 "phantom": {"n_train": 48, "n_val": 24, "seed": 1}},
+        "model": {"encoder": {"name": "small_cnn", "options": {"width": 8, "depth": 3}},
+                  "tasks": [{"kind": "classification"}, {"kind": "segmentation"},
+                            {"kind": "reconstruction"}]},
+        "trainer": {"max_epochs": 2, "n_bootstrap": 50, "progress_bar": False, **trainer},
+    }
+
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``medmtl`` in a fresh process (as a user would), capturing its output."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "medmtl.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)

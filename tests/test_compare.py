@@ -1,0 +1,40 @@
+import math
+
+import pytest
+
+from medmtl.compare import for_split, markdown, summarize, variants
+from medmtl.config import config_from_dict
+from medmtl.errors import ConfigError
+
+
+def _config():
+    return config_from_dict({
+        "data": {"kind": "busi", "split": 1, "split_train": "splits/busi_train{split}.txt",
+                 "split_val": "splits/busi_val{split}.txt"},
+        "model": {"tasks": [{"kind": "classification"}, {"kind": "segmentation"}, {"kind": "reconstruction"}]},
+        "loss": {"weights": {"reconstruction": 0.5}},
+        "trainer": {"monitor": "val/classification/auc"},
+    })
+
+
+def test_variants_train_each_task_alone_and_all_together():
+    result = variants(_config())
+    assert list(result) == ["single-classification", "single-segmentation", "multi-task"]
+    seg = result["single-segmentation"]
+    assert [t.kind for t in seg.model.tasks] == ["segmentation"]
+    assert seg.loss.weights == {"segmentation": 1.0}
+    assert seg.trainer.monitor is None  # the classification monitor does not exist there
+    with pytest.raises(ConfigError, match="unknown"):
+        variants(_config(), ["detection"])
+
+
+def test_for_split_sets_the_split_number():
+    assert for_split(_config(), 3).data.split == 3
+
+
+def test_summary_mean_and_std():
+    results = {"multi-task": {1: {"cls": {"auc": 0.8}}, 2: {"cls": {"auc": 0.9}}}}
+    summary = summarize(results)
+    stats = summary["multi-task"]["cls"]["auc"]
+    assert stats["mean"] == pytest.approx(0.85) and stats["std"] == pytest.approx(math.sqrt(0.005))
+    assert "0.850 ± 0.071" in markdown(summary, [1, 2])

@@ -1,0 +1,94 @@
+"""The command line as a user runs it: train, kill, resume, DDP, evaluate, predict."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+from helpers import run_cli
+
+pytestmark = pytest.mark.slow
+
+BATCHES_PER_EPOCH = 3  # 48 phantom training images, batch size 16
+
+
+def test_killed_run_resumes_from_last_checkpoint(tiny_config_file, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "medmtl.cli", "train", str(tiny_config_file), "--out", str(out),
+            "trainer.max_epochs=6", "--no-report"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    last = out / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 240
+    while not last.exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert last.exists(), "no checkpoint was written before the kill"
+    finished_steps = torch.load(last, weights_only=False)["global_step"]
+    assert finished_steps < 6 * BATCHES_PER_EPOCH, "the run finished before it could be killed"
+
+    result = run_cli("train", str(tiny_config_file), "--out", str(out), "trainer.max_epochs=6", "--no-report")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Restored all states from the checkpoint" in result.stdout + result.stderr
+    assert torch.load(last, weights_only=False)["global_step"] == 6 * BATCHES_PER_EPOCH
+    assert json.loads((out / "metrics.json").read_text())["classification"]["n"] == 24
+
+
+def test_ddp_two_cpu_processes(tiny_config_file, tmp_path):
+    out = tmp_path / "ddp"
+    result = run_cli("train", str(tiny_config_file), "--out", str(out), "trainer.strategy=ddp",
+                     "trainer.devices=2", "trainer.max_epochs=1", "--no-report")
+    assert result.returncode == 0, result.stdout + result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["classification"]["n"] == 24  # final evaluation on one process sees every sample once
+
+
+def test_train_evaluate_predict_and_report(tiny_config_file, tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("train", str(tiny_config_file), "--out", str(out), "trainer.max_epochs=1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = out / "report" / "report.md"
+    assert report.exists()
+    text = report.read_text()
+    assert "auc" in text and "overlays.png" in text and "loss_curves.png" in text
+    assert (out / "report" / "roc_classification.png").exists()
+
+    result = run_cli("evaluate", str(out), "--split", "val")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((out / "metrics_val.json").read_text())["segmentation"]["n"] == 24
+    result = run_cli("evaluate", str(out), "--split", "test")
+    assert result.returncode == 2 and "--split" in result.stderr
+
+    images = []
+    for i in range(2):
+        path = tmp_path / f"img{i}.png"
+        Image.fromarray((torch.rand(40, 50) * 255).byte().numpy()).save(path)
+        images.append(str(path))
+    result = run_cli("predict", str(out), *images, "--out", str(tmp_path / "pred"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    predictions = json.loads((tmp_path / "pred" / "predictions.json").read_text())
+    assert len(predictions[images[0]]["classification"]) == 2
+    mask = Image.open(tmp_path / "pred" / "masks" / "img0_segmentation.png")
+    assert mask.size == (50, 40)
+    assert "annotations" in json.loads((tmp_path / "pred" / "boxes.json").read_text())
+
+
+def test_cli_errors_are_clear(tmp_path):
+    result = run_cli("train", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "x"))
+    assert result.returncode == 2
+    assert "missing.yaml" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("evaluate", str(tmp_path))
+    assert result.returncode == 2 and "config.yaml" in result.stderr
+    result = run_cli("predict", str(tmp_path), str(tmp_path / "none.png"), "--out", str(tmp_path / "p"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["predict"], ["demo"], ["presets"]])
+def test_help_everywhere(command):
+    result = run_cli(*command, "--help")
+    assert result.returncode == 0 and "Usage" in result.stdout
