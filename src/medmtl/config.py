@@ -98,6 +98,7 @@ class OptimConfig(_Strict):
 class TrainerConfig(_Strict):
     max_epochs: int = 30
     patience: int = Field(0, description="early-stopping patience in epochs; 0 turns it off")
+    min_delta: float = Field(0.0, ge=0, description="smallest change of the monitored metric that counts as improvement")
     monitor: str | None = Field(None, description="e.g. 'val/classification/auc'; default: first task's main metric")
     monitor_mode: Literal["min", "max"] | None = None
     accelerator: str = "cpu"
@@ -126,9 +127,16 @@ class RunConfig(_Strict):
         return task.name or task.kind
 
 
+_TASK_CONFIGS: dict[str, type[BaseModel]] = {
+    cls.model_fields["kind"].annotation.__args__[0]: cls
+    for cls in (ClassificationConfig, RegressionConfig, SurvivalConfig, SegmentationConfig, ReconstructionConfig)
+}
+
+
 def _format_validation_error(error: ValidationError, source: str) -> ConfigError:
     first = error.errors()[0]
-    location = ".".join(str(part) for part in first["loc"] if not _is_union_tag(part))
+    # pydantic puts the task kind (the union's tag) into the location; users never write it
+    location = ".".join(str(part) for part in first["loc"] if part not in _TASK_CONFIGS)
     if first["type"] == "extra_forbidden":
         problem = f"unknown key (in {source}); {_allowed_keys_hint(first['loc'])}"
     else:
@@ -136,25 +144,17 @@ def _format_validation_error(error: ValidationError, source: str) -> ConfigError
     return ConfigError(location or "<root>", problem)
 
 
-def _is_union_tag(part: Any) -> bool:
-    return isinstance(part, str) and part in {"classification", "regression", "survival", "segmentation",
-                                               "reconstruction"}
-
-
 def _allowed_keys_hint(loc: tuple[Any, ...]) -> str:
-    model: Any = RunConfig
+    """The keys allowed beside the unknown one at ``loc``."""
+    model: type[BaseModel] | None = RunConfig
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
-        if _is_union_tag(part):
-            model = {m.model_fields["kind"].annotation.__args__[0]: m for m in
-                     (ClassificationConfig, RegressionConfig, SurvivalConfig, SegmentationConfig,
-                      ReconstructionConfig)}[part]
+        if part in _TASK_CONFIGS:
+            model = _TASK_CONFIGS[part]
             continue
-        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
-        if field is None:
-            return "see the documentation for allowed keys"
-        model = _model_of(field.annotation)
+        field = model.model_fields.get(part)
+        model = _model_of(field.annotation) if field is not None else None
         if model is None:
             return "see the documentation for allowed keys"
     return f"allowed keys are {sorted(model.model_fields)}"

@@ -101,3 +101,12 @@ def test_manifest_and_npz_kinds(tmp_path):
     assert {k: len(v) for k, v in datasets.items()} == {"train": 4, "val": 1, "test": 2}
     with pytest.raises(ConfigError, match="data.npz"):
         build_datasets(DataConfig(kind="npz"))
+
+
+def test_unset_data_folder_is_a_config_error(monkeypatch):
+    import medmtl.paths
+
+    monkeypatch.delenv("MEDMTL_DATA", raising=False)
+    monkeypatch.setattr(medmtl.paths, "data_root", lambda: None)
+    with pytest.raises(ConfigError, match=r"data.root.*MEDMTL_DATA is not set"):
+        build_datasets(DataConfig(kind="busi"))

@@ -14,7 +14,7 @@ from medmtl.data.records import Record
 from medmtl.data.splits import holdout_split, kfold_splits, read_split_file, select
 from medmtl.data.transforms import build_transforms
 from medmtl.errors import ConfigError, DataError
-from medmtl.paths import resolve_data_path
+from medmtl.paths import DATA_ENV_VAR, resolve_data_path
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -46,24 +46,33 @@ def build_records(cfg: DataConfig) -> dict[str, list[Record]]:
 
 
 # --------------------------------------------------------------------------------------- sources
+def _resolve(key: str, text: str) -> Path:
+    """A configured path with ``${MEDMTL_DATA}`` expanded; a clear error when it cannot be."""
+    path = resolve_data_path(text)
+    if DATA_ENV_VAR in str(path):
+        raise ConfigError(f"data.{key}", f"'{text}' uses ${DATA_ENV_VAR}, but {DATA_ENV_VAR} is not set and no "
+                                         "../shared/data folder was found; set it to the folder of the data sets")
+    return path
+
+
 def _root(cfg: DataConfig) -> Path | None:
     if cfg.root is not None:
-        return resolve_data_path(cfg.root)
+        return _resolve("root", cfg.root)
     if cfg.kind == "manifest" and cfg.manifest is not None:
-        return resolve_data_path(cfg.manifest).parent
+        return _resolve("manifest", cfg.manifest).parent
     return None
 
 
 def _manifest_records(cfg: DataConfig, root: Path | None) -> list[Record]:
     if not cfg.manifest:
         raise ConfigError("data.manifest", "kind 'manifest' needs the path of a CSV file in data.manifest")
-    path = resolve_data_path(cfg.manifest)
-    if not path.is_absolute() and cfg.root is not None and not path.exists():
-        path = resolve_data_path(cfg.root) / path
+    path = _resolve("manifest", cfg.manifest)
+    if not path.is_absolute() and root is not None and not path.exists():
+        path = root / path
     classes = cfg.classes if cfg.label_col is not None else None
     return read_manifest(path, image_col=cfg.image_col, mask_col=cfg.mask_col, label_col=cfg.label_col,
                          classes=classes, value_cols=cfg.value_cols, time_col=cfg.time_col,
-                         event_col=cfg.event_col, root=resolve_data_path(cfg.root) if cfg.root else None)
+                         event_col=cfg.event_col, root=root if cfg.root is not None else None)
 
 
 def _phantom_records(cfg: DataConfig) -> dict[str, list[Record]]:
@@ -84,9 +93,9 @@ def _phantom_records(cfg: DataConfig) -> dict[str, list[Record]]:
 def _npz_records(cfg: DataConfig) -> dict[str, list[Record]]:
     if not cfg.npz:
         raise ConfigError("data.npz", "kind 'npz' needs the path of an .npz archive in data.npz")
-    path = resolve_data_path(cfg.npz)
+    path = _resolve("npz", cfg.npz)
     if not path.is_absolute() and cfg.root is not None and not path.exists():
-        path = resolve_data_path(cfg.root) / path
+        path = _resolve("root", cfg.root) / path
     keys = npz_keys(path)
     out = {"train": read_medmnist_npz(path, "train")}
     if "val_images" in keys:
@@ -107,7 +116,7 @@ def _split_path(cfg: DataConfig, key: str, root: Path | None) -> Path | None:
         if cfg.split is None:
             raise ConfigError("data.split", f"data.{key} ('{text}') holds {{split}}: set data.split (e.g. 1)")
         text = text.replace("{split}", str(cfg.split))
-    path = resolve_data_path(text)
+    path = _resolve(key, text)
     if not path.is_absolute() and root is not None:
         path = root / path
     return path
@@ -122,10 +131,10 @@ def _split(cfg: DataConfig, records: list[Record], root: Path | None) -> dict[st
     _check_disjoint(chosen, files)
     used = {r.name for split_records in chosen.values() for r in split_records}
     rest = [r for r in records if r.name not in used]
-    if "train" in chosen and "val" not in chosen:
-        chosen["val"], rest = rest, []
+    if "train" in chosen and "val" not in chosen:  # one file given: the other split is the rest
+        chosen["val"] = rest
     elif "val" in chosen and "train" not in chosen:
-        chosen["train"], rest = rest, []
+        chosen["train"] = rest
     elif "train" not in chosen:  # neither file: k-fold or hold-out of what the test file leaves
         if cfg.fold is not None:
             chosen["train"], chosen["val"] = kfold_splits(rest, cfg.folds, cfg.seed)[cfg.fold - 1]

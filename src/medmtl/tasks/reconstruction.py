@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from medmtl.encoders.base import FeatureInfo
 from medmtl.errors import ConfigError
-from medmtl.metrics import bootstrap_ci
+from medmtl.metrics.bootstrap import batched_mean, bootstrap_ci
 from medmtl.tasks.base import Outputs, Task
 from medmtl.tasks.heads import UNetDecoder
 
@@ -55,5 +55,6 @@ class ReconstructionTask(Task):
         for key in ("mse", "psnr"):
             values = summary[key]
             result[key] = float(np.mean(values))
-            result[f"{key}_ci95"] = list(bootstrap_ci(np.mean, values, n_resamples=n_resamples, seed=seed))
+            result[f"{key}_ci95"] = list(bootstrap_ci(batched_mean, values, n_resamples=n_resamples, seed=seed,
+                                                          vectorized=True))
         return result

@@ -97,7 +97,8 @@ def _make_trainer(config: RunConfig, out_dir: Path, monitor: str, mode: str) -> 
                         save_top_k=1, save_last=True, auto_insert_metric_name=False, enable_version_counter=False)
     ]
     if t.patience > 0:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.patience, check_finite=False))
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.patience, min_delta=t.min_delta,
+                                       check_finite=False))
     strategy: Any = t.strategy
     if t.strategy == "ddp":
         # heads with weight 0 or without labels in a batch leave parameters unused
