@@ -18,14 +18,12 @@ def collect_summaries(model: MultiTaskModel, loader: DataLoader, description: st
     """Per-task per-sample numbers over the whole loader (only labelled samples)."""
     model.eval()
     parts: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in model.tasks}
-    names: list[str] = []
     for batch in progress(loader, description=description):
         outputs = model(batch["image"])
         for name, task in model.tasks.items():
             selected = task.select(outputs[name], batch)
             if selected is not None:
                 parts[name].append(task.summarize(*selected))
-        names.extend(batch["name"])
     return {name: concat_summaries(p) for name, p in parts.items()}
 
 
