@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from torch.utils.data import DataLoader
+import torch
+from torch.utils.data import DataLoader, Dataset
 
 from medmtl.config import RunConfig
 from medmtl.data.build import build_datasets
@@ -11,9 +12,8 @@ from medmtl.errors import ConfigError
 from medmtl.model import MultiTaskModel
 
 
-def make_loader(dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int = 0) -> DataLoader:
-    import torch
-
+def make_loader(dataset: Dataset, batch_size: int, num_workers: int, shuffle: bool, seed: int = 0) -> DataLoader:
+    """Batches of sample dicts (see :mod:`medmtl.data.collate`); shuffling is seeded."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers,
                       collate_fn=collate_samples, generator=generator, drop_last=False,
