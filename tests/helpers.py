@@ -8,6 +8,8 @@ import sys
 
 import torch
 
+from medmtl.data.image_io import boxes_and_labels_from_label_map
+
 
 def make_samples(n: int = 4, size: int = 32, channels: int = 1, with_label=True, with_mask=True,
                  with_value=False, with_survival=False, seed: int = 0) -> list[dict]:
@@ -49,3 +51,18 @@ def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "-m", "medmtl.cli", *args], capture_output=True, text=True,
                           timeout=timeout, env=env)
+
+
+def square_sample(index: int, size: int = 64, lesion: bool = True, seed: int = 0) -> dict:
+    """A noisy image with one bright square lesion (class ``index % 2``) or none."""
+    g = torch.Generator().manual_seed(seed + index)
+    image = 0.2 * torch.rand(1, size, size, generator=g)
+    mask = torch.zeros(size, size, dtype=torch.long)
+    if lesion:
+        side = 10 + int(torch.randint(0, 14, (1,), generator=g))
+        y, x = (int(v) for v in torch.randint(2, size - side - 2, (2,), generator=g))
+        mask[y:y + side, x:x + side] = 1
+        image[0][mask > 0] += 0.7
+    boxes, labels = boxes_and_labels_from_label_map(mask.numpy())
+    return {"image": image, "name": f"sq{index}", "mask": mask, "boxes": torch.from_numpy(boxes),
+            "box_labels": torch.from_numpy(labels), "label": torch.tensor(index % 2)}

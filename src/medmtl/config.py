@@ -72,8 +72,40 @@ class ReconstructionConfig(_TaskBase):
     use_skips: bool = False
 
 
+class DetectionConfig(_TaskBase):
+    """Mask R-CNN-style detection; defaults sized for 128–256 px images on a CPU."""
+
+    kind: Literal["detection"]
+    num_classes: int = Field(1, ge=1, description="lesion classes, without background")
+    label_source: Literal["boxes", "image_label"] = Field(
+        "boxes", description="box classes from the boxes' own labels, or every box gets the image label + 1")
+    label_key: str = "label"
+    mask_head: bool = True
+    feature_transfer: bool = Field(False, description="FT-MTL-Net: mask-weighted mask features feed the classifier")
+    fpn_channels: int = Field(64, ge=8)
+    min_reduction: int = Field(4, ge=1, description="smallest encoder stride the feature pyramid uses")
+    anchor_scale: float = Field(4.0, gt=0, description="anchor size = anchor_scale × stride of each pyramid level")
+    aspect_ratios: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0])
+    rpn_pre_nms_top_n: int = Field(300, ge=1)
+    rpn_post_nms_top_n: int = Field(100, ge=1)
+    rpn_batch_size: int = Field(128, ge=2)
+    roi_batch_size: int = Field(64, ge=2)
+    representation: int = Field(256, ge=8)
+    mask_channels: int = Field(32, ge=8)
+    score_thresh: float = Field(0.05, ge=0, lt=1)
+    nms_thresh: float = Field(0.5, gt=0, le=1)
+    detections_per_img: int = Field(20, ge=1)
+    loss_weights: dict[str, float] = Field(default_factory=dict, description="λ per part: classification, box, mask")
+    froc_iou: float = Field(0.2, ge=0, lt=1, description="IoU above which a detection hits a lesion (FROC)")
+    fpi_levels: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])
+    veto_class: int | None = Field(None, description="class whose detections make an image positive; default the last")
+    mask_score_thresh: float = Field(0.5, ge=0, le=1)
+    detect_in_training: bool = False
+
+
 TaskConfig = Annotated[
-    ClassificationConfig | RegressionConfig | SurvivalConfig | SegmentationConfig | ReconstructionConfig,
+    ClassificationConfig | RegressionConfig | SurvivalConfig | SegmentationConfig | ReconstructionConfig
+    | DetectionConfig,
     Field(discriminator="kind"),
 ]
 
@@ -95,6 +127,11 @@ class OptimConfig(_Strict):
     scheduler: Literal["none", "cosine"] = "cosine"
 
 
+class StageConfig(_Strict):
+    epochs: int = Field(ge=1)
+    train: list[str] = Field(min_length=1, description="parameter prefixes that train, e.g. tasks.detection.head.rpn")
+
+
 class TrainerConfig(_Strict):
     max_epochs: int = 30
     patience: int = Field(0, description="early-stopping patience in epochs; 0 turns it off")
@@ -112,6 +149,8 @@ class TrainerConfig(_Strict):
     n_bootstrap: int = Field(1000, description="bootstrap resamples for the final metrics' 95% CIs")
     num_threads: int | None = Field(None, description="torch CPU threads; default: torch's choice")
     progress_bar: bool = True
+    stages: list[StageConfig] = Field(default_factory=list,
+                                      description="train only some parts first (FT-MTL-Net: RPN, then heads, then all)")
 
 
 class RunConfig(_Strict):
@@ -129,7 +168,8 @@ class RunConfig(_Strict):
 
 _TASK_CONFIGS: dict[str, type[BaseModel]] = {
     cls.model_fields["kind"].annotation.__args__[0]: cls
-    for cls in (ClassificationConfig, RegressionConfig, SurvivalConfig, SegmentationConfig, ReconstructionConfig)
+    for cls in (ClassificationConfig, RegressionConfig, SurvivalConfig, SegmentationConfig, ReconstructionConfig,
+                DetectionConfig)
 }
 
 

@@ -16,7 +16,8 @@ from medmtl.tasks.base import Task
 class MultiTaskModel(nn.Module):
     """Runs the encoder once and every task head on its features.
 
-    ``forward(image [B, C, H, W]) -> {task name: raw prediction}``. Heads that consume other
+    ``forward(image [B, C, H, W], batch=None) -> {task name: raw prediction}``; heads with
+    ``uses_batch`` (detection) also receive the batch, to compute their losses. Heads that consume other
     heads' outputs (``Task.consumes``, e.g. FT-MTL-Net's segmentation-to-classification
     transfer) run after them and receive those outputs in ``context``.
     """
@@ -36,15 +37,18 @@ class MultiTaskModel(nn.Module):
             task.build_head(encoder.feature_info, image_channels)
         self.tasks = nn.ModuleDict({t.name: t for t in _order_by_dependencies(tasks)})
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, batch: dict[str, Any] | None = None) -> dict[str, Any]:
         features = self.encoder(image)
-        outputs: dict[str, torch.Tensor] = {}
+        outputs: dict[str, Any] = {}
         for name, task in self.tasks.items():
             context = {dep: outputs[dep] for dep in task.consumes}
-            outputs[name] = task(features, image, context)
+            if task.uses_batch:
+                outputs[name] = task(features, image, context, batch)
+            else:
+                outputs[name] = task(features, image, context)
         return outputs
 
-    def losses(self, outputs: dict[str, torch.Tensor], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def losses(self, outputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Per-task losses for the tasks that have at least one labelled sample in ``batch``."""
         result = {}
         for name, task in self.tasks.items():
@@ -54,7 +58,7 @@ class MultiTaskModel(nn.Module):
         return result
 
     @torch.no_grad()
-    def predict(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def predict(self, image: torch.Tensor) -> dict[str, Any]:
         """User-facing predictions (probabilities, label maps…) per task."""
         outputs = self(image)
         return {name: self.tasks[name].postprocess(out) for name, out in outputs.items()}

@@ -110,3 +110,14 @@ def test_unset_data_folder_is_a_config_error(monkeypatch):
     monkeypatch.setattr(medmtl.paths, "data_root", lambda: None)
     with pytest.raises(ConfigError, match=r"data.root.*MEDMTL_DATA is not set"):
         build_datasets(DataConfig(kind="busi"))
+
+
+def test_include_normal_with_split_files_splits_the_unlisted_normal_images(tmp_path):
+    root = make_busi(tmp_path / "busi", n_normal=10)
+    cfg = busi_config(root, split=1, split_train="splits/train{split}.txt", split_val="splits/val{split}.txt",
+                      include_normal=True, val_fraction=0.3)
+    datasets = build_datasets(cfg)
+    normal_val = [n for n in datasets["val"].names() if n.startswith("normal")]
+    normal_train = [n for n in datasets["train"].names() if n.startswith("normal")]
+    assert len(normal_val) == 3 and len(normal_train) == 7
+    assert sorted(n for n in datasets["val"].names() if not n.startswith("normal")) == ["benign (1)", "malignant (1)"]

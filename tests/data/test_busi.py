@@ -59,3 +59,14 @@ def test_clear_errors(tmp_path):
     _write(root / "malignant" / "malignant (7).png", np.zeros((16, 16), np.uint8))
     with pytest.raises(DataError, match=r"malignant \(7\)\.png.*has no mask"):
         scan_busi(root)
+
+
+def test_lesion_image_with_empty_mask_is_an_error_but_normal_is_a_negative(tmp_path):
+    root = make_busi(tmp_path / "busi", counts=(("benign", 1), ("malignant", 1), ("normal", 1)))
+    records = scan_busi(root, include_normal=True)
+    dataset = MultiTaskDataset(records, image_size=16)
+    normal = dataset[2]
+    assert normal["boxes"].shape == (0, 4) and int(normal["mask"].sum()) == 0  # a negative, not an error
+    _write(root / "malignant" / "malignant (1)_mask.png", np.zeros((16, 16), np.uint8))
+    with pytest.raises(DataError, match=r"malignant \(1\)_mask\.png.*no foreground.*labelled as showing a lesion"):
+        MultiTaskDataset(scan_busi(root), image_size=16)[1]

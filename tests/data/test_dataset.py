@@ -86,3 +86,18 @@ def test_transform_runs_after_the_cache(tmp_path):
     assert torch.equal(flipped[0]["mask"], plain[0]["mask"].flip(-1))
     x1, y1, x2, y2 = plain[0]["boxes"][0].tolist()
     assert flipped[0]["boxes"].tolist() == [[16 - x2, y1, 16 - x1, y2]]
+
+
+@pytest.mark.parametrize("box,problem", [([2, 2, 2, 6], "zero or negative area"),
+                                         ([4, 4, 30, 8], "outside the 16×20 image")])
+def test_given_boxes_outside_the_image_or_without_area_name_the_file(tmp_path, box, problem):
+    image, _ = write_pair(tmp_path, "a", size=(20, 16))
+    dataset = MultiTaskDataset([Record("a", image_path=image, targets={"boxes": [box]})], image_size=32)
+    with pytest.raises(DataError, match=f"a.png.*{problem}"):
+        dataset[0]
+
+
+def test_given_boxes_are_scaled_with_the_image(tmp_path):
+    image, _ = write_pair(tmp_path, "a", size=(20, 16))
+    sample = MultiTaskDataset([Record("a", image_path=image, targets={"boxes": [[4, 5, 8, 10]]})], image_size=32)[0]
+    assert sample["boxes"].tolist() == [[8, 8, 16, 16]] and sample["box_labels"].tolist() == [1]

@@ -131,7 +131,13 @@ def _split(cfg: DataConfig, records: list[Record], root: Path | None) -> dict[st
     _check_disjoint(chosen, files)
     used = {r.name for split_records in chosen.values() for r in split_records}
     rest = [r for r in records if r.name not in used]
-    if "train" in chosen and "val" not in chosen:  # one file given: the other split is the rest
+    if "train" in chosen and "val" in chosen and cfg.include_normal and rest:
+        # published BUSI splits list benign and malignant images only: the normal ones (lesion-free
+        # negatives, e.g. for FROC) are split by val_fraction and added to both sides
+        extra_train, extra_val = holdout_split(rest, cfg.val_fraction, cfg.seed)
+        chosen["train"] = chosen["train"] + extra_train
+        chosen["val"] = chosen["val"] + extra_val
+    elif "train" in chosen and "val" not in chosen:  # one file given: the other split is the rest
         chosen["val"] = rest
     elif "val" in chosen and "train" not in chosen:
         chosen["train"] = rest

@@ -70,5 +70,6 @@ def _scan_class_folder(folder: Path, label: int | None) -> list[Record]:
         if not mask_paths:
             raise DataError(images[stem], f"image has no mask (expected '{stem}_mask.png' beside it)")
         targets = {} if label is None else {"label": label}
-        records.append(Record(name=stem, image_path=images[stem], mask_paths=mask_paths, targets=targets))
+        records.append(Record(name=stem, image_path=images[stem], mask_paths=mask_paths, targets=targets,
+                              expects_lesion=folder.name != "normal"))
     return records

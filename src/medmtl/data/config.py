@@ -51,7 +51,8 @@ class DataConfig(_Strict):
     manifest: str | None = Field(None, description="CSV manifest (kind=manifest)")
     npz: str | None = Field(None, description="MedMNIST-style .npz archive (kind=npz)")
     classes: list[str] = Field(default_factory=lambda: ["benign", "malignant"])
-    include_normal: bool = False
+    include_normal: bool = Field(False, description="busi: read normal/ too; images no split file lists are "
+                                                    "then split by val_fraction into train and val")
     image_size: int = Field(128, ge=8)
     channels: Literal[1, 3] = 1
     split: int | None = Field(None, description="replaces {split} in the split file paths")

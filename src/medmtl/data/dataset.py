@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from medmtl.data.boxes import check_boxes
 from medmtl.data.image_io import array_to_chw, boxes_and_labels_from_label_map, read_image, read_mask
 from medmtl.data.records import Record
 from medmtl.data.transforms import resize
@@ -86,6 +87,7 @@ class MultiTaskDataset(Dataset):
             boxes = np.asarray(record.targets["boxes"], dtype=np.float32).reshape(-1, 4)
             labels = record.targets.get("box_labels")
             labels = np.ones(len(boxes), dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+            check_boxes(torch.from_numpy(boxes), image.shape[-2], image.shape[-1], record.source)
             base["boxes"] = torch.from_numpy(boxes)
             base["box_labels"] = torch.from_numpy(labels.reshape(-1))
         base = resize(base, (self.image_size, self.image_size))
@@ -105,6 +107,9 @@ class MultiTaskDataset(Dataset):
                     raise DataError(path, f"mask size {_size_text(mask.shape)} differs from the size "
                                           f"{_size_text((height, width))} of its image {record.source}")
                 merged |= mask
+            if record.expects_lesion and not merged.any():
+                raise DataError(record.mask_paths[0], f"mask has no foreground, but image {record.source} is "
+                                                      "labelled as showing a lesion; fix or remove the annotation")
             return merged.astype(np.int64)
         if record.mask_array is not None:
             mask = np.asarray(record.mask_array)

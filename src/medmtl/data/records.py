@@ -24,6 +24,8 @@ class Record:
     - ``targets``: ``label`` (int), ``value`` (float or tuple of floats), ``survival``
       ``(time, event)``, optionally ``boxes`` (``[N, 4]`` xyxy in original pixels) and
       ``box_labels`` for records without a mask; ``None`` or a missing key means "not labelled".
+    - ``expects_lesion``: the image is known to show a lesion (BUSI benign/malignant), so an empty
+      mask is an annotation error rather than "no lesion".
     """
 
     name: str
@@ -32,6 +34,7 @@ class Record:
     mask_paths: list[Path] = field(default_factory=list)
     mask_array: np.ndarray | None = None
     targets: dict[str, Any] = field(default_factory=dict)
+    expects_lesion: bool = False
 
     def __post_init__(self) -> None:
         if self.image_path is None and self.image_array is None:

@@ -87,6 +87,54 @@ def plot_overlays(images: np.ndarray, true_masks: list[np.ndarray | None], pred_
     return _save(fig, out_png)
 
 
+def plot_froc(curves: dict[str, tuple[np.ndarray, np.ndarray]], out_png: Path, max_fpi: float = 4.0,
+              title: str = "FROC") -> Path | None:
+    """Lesion TPR against false positives per image, one line per ``{label: (fpi, tpr)}``."""
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    drawn = False
+    for label, (fpi, tpr) in curves.items():
+        if len(fpi) == 0 or not np.isfinite(tpr).any():
+            continue
+        # the sensitivity reached stays reached at higher FP rates: extend the last point
+        ax.step(np.minimum(np.r_[fpi, max_fpi], max_fpi), np.r_[tpr, tpr[-1]], where="post", label=label)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_xlim(0, max_fpi)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("false positives per image")
+    ax.set_ylabel("lesion sensitivity (TPR)")
+    ax.grid(alpha=0.3)
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, out_png)
+
+
+def plot_prediction(image: np.ndarray, out_png: Path, boxes: np.ndarray | None = None,
+                    scores: np.ndarray | None = None, labels: np.ndarray | None = None,
+                    mask: np.ndarray | None = None, caption: str = "") -> Path:
+    """One image ``[C, H, W]`` in [0, 1] with predicted boxes (score, class) and a mask outline."""
+    height, width = image.shape[-2:]
+    fig, ax = plt.subplots(figsize=(5, 5 * height / max(width, 1)))
+    ax.imshow(image[0] if image.shape[0] == 1 else np.moveaxis(image, 0, -1), cmap="gray", vmin=0, vmax=1)
+    ax.axis("off")
+    if mask is not None and mask.any():
+        ax.contour(mask > 0, levels=[0.5], colors="red", linewidths=1.0)
+    colors = plt.get_cmap("tab10")
+    for index, box in enumerate(np.asarray(boxes if boxes is not None else np.zeros((0, 4))).reshape(-1, 4)):
+        x1, y1, x2, y2 = box
+        label = int(labels[index]) if labels is not None else 1
+        color = colors(label % 10)
+        ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=color, linewidth=1.4))
+        text = f"{label}: {scores[index]:.2f}" if scores is not None else str(label)
+        ax.text(x1, y1, text, color="white", fontsize=7, va="bottom",
+                bbox={"facecolor": color, "alpha": 0.7, "pad": 1, "linewidth": 0})
+    if caption:
+        ax.set_title(caption, fontsize=8)
+    return _save(fig, out_png)
+
+
 def _save(fig: plt.Figure, out_png: Path) -> Path:
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

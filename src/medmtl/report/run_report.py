@@ -11,9 +11,10 @@ import torch
 from medmtl.config import RunConfig
 from medmtl.io_utils import atomic_write_text
 from medmtl.model import MultiTaskModel
-from medmtl.report.plots import plot_loss_curves, plot_overlays, plot_roc
+from medmtl.metrics.detection import froc_curve, image_matches
+from medmtl.report.plots import plot_froc, plot_loss_curves, plot_overlays, plot_roc
 from medmtl.report.tables import markdown_table
-from medmtl.tasks import ClassificationTask, SegmentationTask
+from medmtl.tasks import ClassificationTask, DetectionTask, SegmentationTask
 from medmtl.training.evaluation import collect_summaries
 
 
@@ -38,6 +39,8 @@ def write_report(run_dir: Path, config: RunConfig, model: MultiTaskModel, loader
                            title=f"ROC — {name} ({split})")
             if png:
                 sections.append(f"## ROC — {name}\n\n![ROC {name}]({png.name})")
+        if isinstance(task, DetectionTask) and summaries.get(name):
+            sections.extend(_detection_figures(name, task, summaries[name], report_dir, split))
 
     overlay = _overlays(model, loader, report_dir / "overlays.png", n_overlays)
     if overlay:
@@ -45,6 +48,24 @@ def write_report(run_dir: Path, config: RunConfig, model: MultiTaskModel, loader
     path = report_dir / "report.md"
     atomic_write_text(path, "\n\n".join(sections) + "\n")
     return path
+
+
+def _detection_figures(name: str, task: DetectionTask, summary: dict[str, np.ndarray], report_dir: Path,
+                       split: str) -> list[str]:
+    """FROC curve of the lesion detections and ROC of the image-level (malignant-veto) score."""
+    sections = []
+    matches = [image_matches(b, s, g, task.froc_iou)
+               for b, s, g in zip(summary["lesion_boxes"], summary["lesion_scores"], summary["gt_boxes"])]
+    fpi, tpr, _ = froc_curve(matches)
+    png = plot_froc({name: (fpi, tpr)}, report_dir / f"froc_{name}.png", title=f"FROC — {name} ({split})")
+    if png:
+        sections.append(f"## FROC — {name}\n\n![FROC {name}]({png.name})")
+    score = summary["image_score"]
+    png = plot_roc(summary["image_positive"], np.stack([1 - score, score], axis=1), report_dir / f"roc_{name}.png",
+                   title=f"ROC — {name}, image level ({split})")
+    if png:
+        sections.append(f"## ROC — {name} (image level)\n\n![ROC {name}]({png.name})")
+    return sections
 
 
 @torch.no_grad()

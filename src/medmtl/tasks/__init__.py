@@ -2,11 +2,12 @@
 
 from medmtl.tasks.base import Task
 from medmtl.tasks.classification import ClassificationTask
+from medmtl.tasks.detection import DetectionTask
 from medmtl.tasks.reconstruction import ReconstructionTask
 from medmtl.tasks.registry import TASKS
 from medmtl.tasks.regression import RegressionTask
 from medmtl.tasks.segmentation import SegmentationTask
 from medmtl.tasks.survival import SurvivalTask
 
-__all__ = ["TASKS", "ClassificationTask", "ReconstructionTask", "RegressionTask", "SegmentationTask",
+__all__ = ["TASKS", "ClassificationTask", "DetectionTask", "ReconstructionTask", "RegressionTask", "SegmentationTask",
            "SurvivalTask", "Task"]

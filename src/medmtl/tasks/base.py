@@ -26,6 +26,9 @@ class Task(nn.Module, ABC):
     kind: ClassVar[str]
     #: metric used for checkpoint selection / early stopping, and whether higher is better
     monitor: ClassVar[tuple[str, str]] = ("loss", "min")
+    #: True when :meth:`forward` takes the batch as a fourth argument (heads whose training
+    #: computation depends on the targets, such as detection's proposal sampling)
+    uses_batch: ClassVar[bool] = False
 
     def __init__(self, name: str, target_key: str, consumes: tuple[str, ...] = ()) -> None:
         super().__init__()

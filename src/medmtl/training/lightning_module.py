@@ -37,17 +37,27 @@ class MultiTaskModule(L.LightningModule):
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(image)
 
-    def _step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        outputs = self.model(batch["image"])
+    def _step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+        outputs = self.model(batch["image"], batch)
         losses = self.model.losses(outputs, batch)
-        total = self.balancer(losses) if losses else outputs[next(iter(outputs))].sum() * 0.0
+        if losses:
+            total = self.balancer(losses)
+        else:  # nothing labelled: a zero that still touches every parameter (DDP needs the graph)
+            total = sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
         return total, losses, outputs
 
+    def _log_loss_parts(self, stage: str, outputs: dict[str, Any], size: int) -> None:
+        """Sub-losses of heads that report them (detection: RPN, RoI class/box, mask)."""
+        for name, output in outputs.items():
+            for part, value in getattr(output, "losses", {}).items():
+                self.log(f"{stage}/{name}/{part}", value.detach(), batch_size=size, sync_dist=stage == "val")
+
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        total, losses, _ = self._step(batch)
+        total, losses, outputs = self._step(batch)
         self._check_finite(total, losses, batch_idx)
         size = len(batch["image"])
         self.log("train/loss", total, prog_bar=True, batch_size=size, sync_dist=False)
+        self._log_loss_parts("train", outputs, size)
         for name, value in losses.items():
             self.log(f"train/{name}/loss", value, batch_size=size)
         for name, weight in self.balancer.current_weights().items():
@@ -74,6 +84,7 @@ class MultiTaskModule(L.LightningModule):
         self.log("val/loss", total, batch_size=size, sync_dist=True)
         for name, value in losses.items():
             self.log(f"val/{name}/loss", value, batch_size=size, sync_dist=True)
+        self._log_loss_parts("val", outputs, size)
         for name, task in self.model.tasks.items():
             selected = task.select(outputs[name], batch)
             if selected is not None:

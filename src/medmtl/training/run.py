@@ -32,6 +32,7 @@ from medmtl.training.checkpoint_io import AtomicCheckpointIO
 from medmtl.training.evaluation import evaluate
 from medmtl.training.lightning_module import MultiTaskModule
 from medmtl.training.loaders import build_loaders
+from medmtl.training.stages import StagedTraining, check_stage_prefixes
 
 
 @dataclass
@@ -69,6 +70,8 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = True) -> RunRes
     loaders = build_loaders(config, model)
     module = MultiTaskModule(model, build_balancer(config, model), config.optim)
     monitor, mode = monitor_for(config, model)
+    stages = [(stage.epochs, stage.train) for stage in config.trainer.stages]
+    check_stage_prefixes(model, stages)
     save_config(config, out_dir / "config.yaml")
 
     trainer = _make_trainer(config, out_dir, monitor, mode)
@@ -96,6 +99,8 @@ def _make_trainer(config: RunConfig, out_dir: Path, monitor: str, mode: str) -> 
         ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
                         save_top_k=1, save_last=True, auto_insert_metric_name=False, enable_version_counter=False)
     ]
+    if t.stages:
+        callbacks.append(StagedTraining([(stage.epochs, stage.train) for stage in t.stages]))
     if t.patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.patience, min_delta=t.min_delta,
                                        check_finite=False))
