@@ -131,6 +131,63 @@ def compare(
 
 
 @app.command()
+def compress(
+    slides: Annotated[list[Path], typer.Argument(help="whole-slide images (.svs, .tif, .ndpi, .mrxs, plain TIFF…)")],
+    encoder: Annotated[Path, typer.Option(help="run directory of the patch encoder (medmtl train)")],
+    out: Annotated[Path, typer.Option("--out", help="folder for the <slide>.zarr grid stores")],
+    mpp: Annotated[float, typer.Option(help="µm/px of the patches (NIC: 0.5)")] = 0.5,
+    level: Annotated[Optional[int], typer.Option(help="read this pyramid level instead of choosing by --mpp")] = None,
+    slide_mpp: Annotated[Optional[float], typer.Option(help="µm/px of level 0 for slides without it in the file")] = None,
+    patch_size: Annotated[int, typer.Option(help="patch side in pixels")] = 128,
+    stride: Annotated[Optional[int], typer.Option(help="patch step (default: the patch size)")] = None,
+    min_tissue: Annotated[float, typer.Option(help="smallest tissue fraction of a patch that is encoded")] = 0.25,
+    batch_size: Annotated[int, typer.Option(help="patches per encoder batch")] = 64,
+    readers: Annotated[int, typer.Option(help="tile-reading threads per slide")] = 4,
+    workers: Annotated[int, typer.Option(help="slides in parallel (Dask worker processes, one per device)")] = 1,
+    scheduler: Annotated[Optional[str], typer.Option(help="address of a running Dask scheduler")] = None,
+) -> None:
+    """Compress whole-slide images into grids of patch embeddings (Neural Image Compression).
+
+    Finished slides are skipped; an interrupted slide resumes from its finished rows.
+    """
+    try:
+        from medmtl.wsi.compress import CompressionSettings, compress_slides
+        from medmtl.wsi.patch_encoder import PatchEncoder
+
+        settings = CompressionSettings(patch_size=patch_size, stride=stride, target_mpp=None if level is not None else mpp,
+                                       level=level, slide_mpp=slide_mpp, min_tissue_fraction=min_tissue,
+                                       batch_size=batch_size, readers=readers)
+        if workers > 1 or scheduler:
+            from medmtl.wsi.parallel import compress_in_parallel
+
+            results = compress_in_parallel(list(slides), encoder, out, settings, workers=workers, scheduler=scheduler)
+        else:
+            results = compress_slides(list(slides), PatchEncoder.from_run(encoder), out, settings)
+        for result in results:
+            state = "already done" if result.skipped else (
+                f"{result.tiles} patches, {result.tiles_per_second:.1f}/s, grid {result.grid_shape[0]}×"
+                f"{result.grid_shape[1]}" + (f", {result.failed_tiles} unreadable" if result.failed_tiles else ""))
+            console.print(f"{result.slide.name} → {result.store}: {state}")
+    except MedMTLError as error:
+        _fail(error)
+
+
+@app.command("show-grid")
+def show_grid(
+    store: Annotated[Path, typer.Argument(help="a <slide>.zarr grid store made by `medmtl compress`")],
+    out: Annotated[Path, typer.Option("--out", help="PNG file to write")],
+) -> None:
+    """Render a compressed slide: thumbnail, tissue mask and the embedding grid (PCA → RGB)."""
+    try:
+        from medmtl.wsi.grid_store import open_grid
+        from medmtl.wsi.visualize import render_grid
+
+        console.print(f"wrote {render_grid(open_grid(store), out)}")
+    except MedMTLError as error:
+        _fail(error)
+
+
+@app.command()
 def presets() -> None:
     """List the configurations shipped with medmtl."""
     from medmtl.config import PRESETS_DIR

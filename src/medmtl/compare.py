@@ -27,7 +27,8 @@ from medmtl.errors import ConfigError
 from medmtl.io_utils import atomic_write_json, atomic_write_text
 
 MULTI_TASK = "multi-task"
-SUMMARY_METRICS = ("auc", "balanced_accuracy", "accuracy", "dice", "iou", "mae", "spearman", "c_index", "mse")
+SUMMARY_METRICS = ("auc", "balanced_accuracy", "accuracy", "dice", "iou", "mae", "spearman", "c_index", "mse",
+                   "ap50", "tpr_fpi_0.5", "tpr_fpi_1", "tpr_fpi_2", "tpr_fpi_4", "froc_score")
 
 
 def variants(config: RunConfig, single: list[str] | None = None) -> dict[str, RunConfig]:

@@ -57,6 +57,8 @@ class RegressionConfig(_PooledTask):
 class SurvivalConfig(_PooledTask):
     kind: Literal["survival"]
     ties: Literal["breslow", "efron"] = "efron"
+    memory: int = Field(0, ge=0, description="remember the last N training samples' risks for the Cox risk sets "
+                                             "(for batches of one slide)")
 
 
 class SegmentationConfig(_TaskBase):

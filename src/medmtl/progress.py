@@ -10,12 +10,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 T = TypeVar("T")
 
 
+def progress_bars() -> Progress:
+    """A rich ``Progress`` for several bars at once (use as a context manager; ``add_task``…)."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    transient=True)
+
+
 def progress(items: Iterable[T], description: str = "", total: int | None = None) -> Iterator[T]:
     """Iterate over ``items`` with a progress bar on the console."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True) as bar:
+    with progress_bars() as bar:
         task = bar.add_task(description, total=total)
         for item in items:
             yield item

@@ -7,6 +7,7 @@ from pathlib import Path
 from medmtl.data.busi import scan_busi
 from medmtl.data.config import DataConfig
 from medmtl.data.dataset import MultiTaskDataset
+from medmtl.data.grid import GridDataset
 from medmtl.data.manifest import read_manifest
 from medmtl.data.npz import npz_keys, read_medmnist_npz
 from medmtl.data.phantom import make_phantom_records
@@ -19,9 +20,13 @@ from medmtl.paths import DATA_ENV_VAR, resolve_data_path
 SPLIT_NAMES = ("train", "val", "test")
 
 
-def build_datasets(cfg: DataConfig) -> dict[str, MultiTaskDataset]:
+def build_datasets(cfg: DataConfig) -> dict[str, MultiTaskDataset | GridDataset]:
     """One :class:`MultiTaskDataset` per available split; only ``train`` is augmented."""
     records = build_records(cfg)
+    if cfg.kind == "grid":
+        return {split: GridDataset(split_records, cfg.channels, cfg.grid_size, train=split == "train",
+                                   augment=cfg.grid_augment, cache=cfg.cache_images)
+                for split, split_records in records.items()}
     train_transform = build_transforms(cfg.augment, cfg.image_size, train=True)
     datasets = {}
     for split, split_records in records.items():
@@ -58,21 +63,22 @@ def _resolve(key: str, text: str) -> Path:
 def _root(cfg: DataConfig) -> Path | None:
     if cfg.root is not None:
         return _resolve("root", cfg.root)
-    if cfg.kind == "manifest" and cfg.manifest is not None:
+    if cfg.kind in ("manifest", "grid") and cfg.manifest is not None:
         return _resolve("manifest", cfg.manifest).parent
     return None
 
 
 def _manifest_records(cfg: DataConfig, root: Path | None) -> list[Record]:
     if not cfg.manifest:
-        raise ConfigError("data.manifest", "kind 'manifest' needs the path of a CSV file in data.manifest")
+        raise ConfigError("data.manifest", f"kind '{cfg.kind}' needs the path of a CSV file in data.manifest")
     path = _resolve("manifest", cfg.manifest)
     if not path.is_absolute() and root is not None and not path.exists():
         path = root / path
     classes = cfg.classes if cfg.label_col is not None else None
     return read_manifest(path, image_col=cfg.image_col, mask_col=cfg.mask_col, label_col=cfg.label_col,
                          classes=classes, value_cols=cfg.value_cols, time_col=cfg.time_col,
-                         event_col=cfg.event_col, root=root if cfg.root is not None else None)
+                         event_col=cfg.event_col, root=root if cfg.root is not None else None,
+                         image_is_folder=cfg.kind == "grid")
 
 
 def _phantom_records(cfg: DataConfig) -> dict[str, list[Record]]:

@@ -46,15 +46,18 @@ class DataConfig(_Strict):
     drawn per split.
     """
 
-    kind: Literal["busi", "manifest", "npz", "phantom"]
+    kind: Literal["busi", "manifest", "npz", "phantom", "grid"]
     root: str | None = Field(None, description="data folder (busi: default ${MEDMTL_DATA}/busi-256)")
-    manifest: str | None = Field(None, description="CSV manifest (kind=manifest)")
+    manifest: str | None = Field(None, description="CSV manifest (kind=manifest; kind=grid: image column = "
+                                                   "zarr grid stores)")
     npz: str | None = Field(None, description="MedMNIST-style .npz archive (kind=npz)")
     classes: list[str] = Field(default_factory=lambda: ["benign", "malignant"])
     include_normal: bool = Field(False, description="busi: read normal/ too; images no split file lists are "
                                                     "then split by val_fraction into train and val")
     image_size: int = Field(128, ge=8)
-    channels: Literal[1, 3] = 1
+    channels: int = Field(1, ge=1, description="1 or 3 for images; the embedding size for grids")
+    grid_size: int = Field(64, ge=1, description="kind=grid: grids are cropped/padded to this many cells")
+    grid_augment: bool = Field(True, description="kind=grid: random crop and the 8 rotations/flips in training")
     split: int | None = Field(None, description="replaces {split} in the split file paths")
     split_train: str | None = None
     split_val: str | None = None
@@ -79,10 +82,14 @@ class DataConfig(_Strict):
     def _defaults_and_consistency(self) -> DataConfig:
         if self.kind == "busi" and self.root is None:
             self.root = DEFAULT_BUSI_ROOT
+        if self.kind == "grid" and "image_col" not in self.model_fields_set:
+            self.image_col = "grid"
         if self.fold is not None and self.fold > self.folds:
             raise ValueError(f"fold {self.fold} is outside 1..{self.folds} (data.folds)")
         if (self.time_col is None) != (self.event_col is None):
             raise ValueError("time_col and event_col go together (survival needs both)")
+        if self.kind != "grid" and self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grey) or 3 (RGB) for images, got {self.channels}")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes repeat a name: {self.classes}")
         return self

@@ -35,14 +35,15 @@ class _Row:
 def read_manifest(csv_path: str | Path, image_col: str = "image", mask_col: str | None = DEFAULT_MASK_COL,
                   label_col: str | None = None, classes: Sequence[str] | None = None,
                   value_cols: Sequence[str] = (), time_col: str | None = None, event_col: str | None = None,
-                  root: str | Path | None = None, name_col: str | None = None) -> list[Record]:
+                  root: str | Path | None = None, name_col: str | None = None,
+                  image_is_folder: bool = False) -> list[Record]:
     """Records of a CSV manifest.
 
     ``mask_col`` may be absent from the CSV when left at its default ``"mask"``. Labels may be
     class names (from ``classes``) or integer indices; one ``value_cols`` entry gives a scalar
     ``value``, several give a tuple. ``time_col`` and ``event_col`` go together (``survival``).
     The record name is ``name_col``'s cell, else the image file's stem (its relative path when
-    stems repeat).
+    stems repeat). With ``image_is_folder`` the image column names folders (zarr grid stores).
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -80,7 +81,7 @@ def read_manifest(csv_path: str | Path, image_col: str = "image", mask_col: str 
         cell = _cell(row, image_col)
         if not cell:
             raise where.error(image_col, "image path is empty")
-        image_path = _existing(base, cell, where, image_col)
+        image_path = _existing(base, cell, where, image_col, folder=image_is_folder)
         mask_paths = []
         if mask_col is not None and _cell(row, mask_col):
             mask_paths = [_existing(base, part.strip(), where, mask_col)
@@ -112,12 +113,14 @@ def _cell(row: dict[str, Any], column: str) -> str:
     return "" if value is None else str(value).strip()
 
 
-def _existing(base: Path, text: str, where: _Row, column: str) -> Path:
+def _existing(base: Path, text: str, where: _Row, column: str, folder: bool = False) -> Path:
     path = Path(text).expanduser()
     if not path.is_absolute():
         path = base / path
-    if not path.is_file():
-        raise where.error(column, f"file {path} does not exist" if not path.exists() else f"{path} is not a file")
+    if not path.exists():
+        raise where.error(column, f"{'folder' if folder else 'file'} {path} does not exist")
+    if folder != path.is_dir():
+        raise where.error(column, f"{path} is not a {'folder' if folder else 'file'}")
     return path
 
 

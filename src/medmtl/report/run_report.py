@@ -76,6 +76,8 @@ def _overlays(model: MultiTaskModel, loader: Any, out_png: Path, count: int) -> 
         return None
     batch = next(iter(loader))
     images = batch["image"][:count]
+    if images.shape[1] not in (1, 3):  # embedding grids, not pictures
+        return None
     predictions = model.predict(images)
     true_masks, pred_masks, captions = [], [], []
     for i in range(len(images)):

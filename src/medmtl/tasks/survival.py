@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from medmtl.encoders.base import FeatureInfo
+from medmtl.errors import ConfigError
 from medmtl.losses.cox import cox_partial_likelihood_loss
 from medmtl.metrics import survival_metrics
 from medmtl.tasks.base import Outputs, Task
@@ -19,6 +20,11 @@ class SurvivalTask(Task):
 
     Target ``[B, 2]`` = (time > 0, event ∈ {0, 1}). The Cox loss compares samples within a
     batch, so larger batches give a better estimate; a batch without events gives zero loss.
+
+    ``memory = K > 0`` keeps the (detached) risks, times and events of the last ``K`` training
+    samples and adds them to every training batch's risk sets, so that the loss is informative
+    even with one sample per step (whole-slide grids). Gradients flow through the current batch
+    only; the remembered risks come from slightly older weights.
     """
 
     kind = "survival"
@@ -26,10 +32,15 @@ class SurvivalTask(Task):
 
     def __init__(self, name: str = "survival", target_key: str = "survival",
                  ties: Literal["breslow", "efron"] = "efron", levels: Literal["last", "all"] = "last",
-                 hidden: int = 0, dropout: float = 0.0, consumes: tuple[str, ...] = ()) -> None:
+                 hidden: int = 0, dropout: float = 0.0, memory: int = 0, consumes: tuple[str, ...] = ()) -> None:
         super().__init__(name, target_key, consumes)
+        if memory < 0:
+            raise ConfigError(f"tasks.{name}.memory", "must be ≥ 0")
         self.ties = ties
         self.levels, self.hidden, self.dropout = levels, hidden, dropout
+        self.memory = memory
+        #: remembered (risk, time, event) rows ``[M, 3]``, M ≤ memory
+        self.register_buffer("bank", torch.zeros(0, 3), persistent=False)
 
     def build_head(self, feature_info: list[FeatureInfo], image_channels: int) -> None:
         self.head = PooledHead(feature_info, 1, self.levels, self.hidden, self.dropout)
@@ -38,7 +49,15 @@ class SurvivalTask(Task):
         return self.head(features)
 
     def compute_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return cox_partial_likelihood_loss(prediction[:, 0], target[:, 0], target[:, 1], ties=self.ties)
+        risk, time, event = prediction[:, 0], target[:, 0].to(prediction.dtype), target[:, 1].to(prediction.dtype)
+        if not (self.training and self.memory > 0):
+            return cox_partial_likelihood_loss(risk, time, event, ties=self.ties)
+        bank = self.bank.to(prediction)
+        loss = cox_partial_likelihood_loss(torch.cat([risk, bank[:, 0]]), torch.cat([time, bank[:, 1]]),
+                                           torch.cat([event, bank[:, 2]]), ties=self.ties)
+        current = torch.stack([risk.detach(), time.detach(), event.detach()], dim=1)
+        self.bank = torch.cat([bank, current])[-self.memory:]
+        return loss
 
     def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> dict[str, np.ndarray]:
         target = target.detach().float().cpu().numpy()

@@ -1,0 +1,220 @@
+"""Neural Image Compression: a whole-slide image → a grid of patch embeddings in a zarr store.
+
+Streaming: tiles are read by a pool of reader threads (OpenSlide and zlib/JPEG decoding release
+the GIL) a bounded number of tiles ahead of the encoder, so reading overlaps encoding and memory
+stays flat whatever the slide size; each finished grid row is written to the store at once.
+An interrupted slide resumes from its finished rows; a finished one is skipped
+(:mod:`medmtl.wsi.grid_store`). A tile that cannot be read is retried, then left as zeros and
+counted (``failed_tiles`` in the store's attributes and a warning), never skipped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from medmtl.errors import DataError
+from medmtl.progress import progress_bars
+from medmtl.wsi import grid_store
+from medmtl.wsi.patch_encoder import PatchEncoder
+from medmtl.wsi.slide import Slide, open_slide
+from medmtl.wsi.tiling import TileGrid, read_tile, tile_slide
+from medmtl.wsi.tissue import TissueConfig, detect_tissue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CompressionSettings:
+    """How slides are tiled and encoded.
+
+    ``target_mpp`` (µm/px of the patches; NIC: 0.5) or ``level`` picks the resolution;
+    ``slide_mpp`` supplies the µm/px of slides whose files lack it.
+    """
+
+    patch_size: int = 128
+    stride: int | None = None
+    target_mpp: float | None = 0.5
+    level: int | None = None
+    slide_mpp: float | None = None
+    min_tissue_fraction: float = 0.25
+    tissue: TissueConfig = field(default_factory=TissueConfig)
+    batch_size: int = 64
+    readers: int = 4
+    prefetch_tiles: int = 512
+    retries: int = 2
+
+
+@dataclass
+class CompressionResult:
+    slide: Path
+    store: Path
+    skipped: bool = False
+    tiles: int = 0
+    failed_tiles: int = 0
+    seconds: float = 0.0
+    grid_shape: tuple[int, int] = (0, 0)
+
+    @property
+    def tiles_per_second(self) -> float:
+        return self.tiles / self.seconds if self.seconds > 0 else float("nan")
+
+
+def store_name(slide_path: Path) -> str:
+    return slide_path.stem
+
+
+def compress_slide(slide_path: str | Path, encoder: PatchEncoder, out_dir: str | Path,
+                   settings: CompressionSettings = CompressionSettings(),
+                   on_progress: Callable[[int, int], None] | None = None) -> CompressionResult:
+    """Compress one slide into ``out_dir/<slide stem>.zarr`` (skipped when already finished).
+
+    ``on_progress(done, total)`` is called as tiles are encoded.
+    """
+    slide_path, out_dir = Path(slide_path), Path(out_dir)
+    final = grid_store.final_path(out_dir, store_name(slide_path))
+    if grid_store.is_complete(final):
+        return CompressionResult(slide_path, final, skipped=True)
+    start = time.perf_counter()
+    with open_slide(slide_path, mpp=settings.slide_mpp) as slide:
+        grid = _tile(slide, settings)
+        rows, cols = grid.grid_shape
+        tissue = np.zeros((rows, cols), dtype=bool)
+        tissue[grid.rows, grid.cols] = True
+        coords = np.zeros((rows, cols, 2), dtype=np.int64)
+        coords[grid.rows, grid.cols, 0], coords[grid.rows, grid.cols, 1] = grid.x, grid.y
+        if len(grid) == 0:
+            log.warning("%s: no tissue found; writing an empty grid", slide_path)
+        patch_mpp = slide.level_mpp(grid.level) * grid.read_size / grid.patch_size if slide.mpp else None
+        attrs = {"slide": str(slide_path), "encoder": encoder.source, "embedding": encoder.channels,
+                 "level": grid.level, "level_downsample": grid.level_downsample, "mpp": patch_mpp,
+                 "patch_size": grid.patch_size, "stride": grid.stride,
+                 "min_tissue_fraction": settings.min_tissue_fraction}
+        store = grid_store.create_or_resume(out_dir, store_name(slide_path), encoder.channels, tissue, coords, attrs)
+        pending = np.nonzero(~store.rows_done())[0]
+        todo = np.nonzero(np.isin(grid.rows, pending))[0]
+        failed = int(store.attrs.get("failed_tiles", 0))
+        try:
+            writer = _RowWriter(store, grid, encoder.channels, pending, todo)
+            failed += _encode(slide, grid, todo, encoder, settings, writer, on_progress)
+            store.group.attrs["failed_tiles"] = failed
+        except OSError as exc:  # disk full, store deleted…: keep what is finished
+            raise DataError(store.path, f"writing the grid failed ({exc}); the finished rows are kept and "
+                                        "running the compression again resumes from them") from exc
+    if failed:
+        log.warning("%s: %d tile(s) could not be read after %d retries; their embeddings are zeros",
+                    slide_path, failed, settings.retries)
+    path = grid_store.finish(store)
+    return CompressionResult(slide_path, path, tiles=len(todo), failed_tiles=failed,
+                             seconds=time.perf_counter() - start, grid_shape=(rows, cols))
+
+
+class _RowWriter:
+    """Collects embeddings per grid row and writes a row once its last tile is in."""
+
+    def __init__(self, store: grid_store.GridStore, grid: TileGrid, channels: int, pending: np.ndarray,
+                 todo: np.ndarray) -> None:
+        self.store, self.grid, self.channels = store, grid, channels
+        self.width = grid.grid_shape[1]
+        counts = np.bincount(grid.rows[todo], minlength=grid.grid_shape[0]) if len(todo) else \
+            np.zeros(grid.grid_shape[0], dtype=np.int64)
+        self.remaining = {int(row): int(counts[row]) for row in pending}
+        self.buffers: dict[int, np.ndarray] = {}
+        for row, count in self.remaining.items():  # rows without tissue are finished at once
+            if count == 0:
+                store.write_row(row, np.zeros((channels, self.width), dtype=np.float32))
+
+    def put(self, index: int, vector: np.ndarray | None) -> None:
+        """The embedding ``[C]`` of tile ``index`` (None: unreadable, stays zero)."""
+        row = int(self.grid.rows[index])
+        buffer = self.buffers.setdefault(row, np.zeros((self.channels, self.width), dtype=np.float32))
+        if vector is not None:
+            buffer[:, int(self.grid.cols[index])] = vector
+        self.remaining[row] -= 1
+        if self.remaining[row] == 0:
+            self.store.write_row(row, self.buffers.pop(row))
+
+
+def _tile(slide: Slide, settings: CompressionSettings) -> TileGrid:
+    tissue = detect_tissue(slide, settings.tissue)
+    target_mpp = None if settings.level is not None else settings.target_mpp
+    return tile_slide(slide, settings.patch_size, settings.stride, level=settings.level, target_mpp=target_mpp,
+                      tissue=tissue, min_tissue_fraction=settings.min_tissue_fraction, include_partial=True)
+
+
+def _encode(slide: Slide, grid: TileGrid, todo: np.ndarray, encoder: PatchEncoder, settings: CompressionSettings,
+            writer: _RowWriter, on_progress: Callable[[int, int], None] | None) -> int:
+    """Read, encode and hand over the tiles ``todo``; returns how many could not be read."""
+    failed, done = 0, 0
+    tiles: list[np.ndarray] = []
+    owners: list[int] = []
+
+    def flush() -> None:
+        for index, vector in zip(owners, encoder.encode(np.stack(tiles))):
+            writer.put(index, vector)
+        tiles.clear()
+        owners.clear()
+
+    for index, tile in _read_ahead(slide, grid, todo, settings):
+        if tile is None:
+            failed += 1
+            writer.put(index, None)
+        else:
+            tiles.append(tile)
+            owners.append(index)
+            if len(tiles) == settings.batch_size:
+                flush()
+        done += 1
+        if on_progress is not None and (done % settings.batch_size == 0 or done == len(todo)):
+            on_progress(done, len(todo))
+    if tiles:
+        flush()
+    return failed
+
+
+def _read_ahead(slide: Slide, grid: TileGrid, indices: np.ndarray,
+                settings: CompressionSettings) -> Iterator[tuple[int, np.ndarray | None]]:
+    """``(index, tile [P, P, 3] uint8 or None)`` in order, read by a thread pool at most
+    ``prefetch_tiles`` ahead of the consumer."""
+    with ThreadPoolExecutor(max_workers=max(1, settings.readers), thread_name_prefix="tile-reader") as pool:
+        queue: deque[tuple[int, Future]] = deque()
+        position = 0
+        while position < len(indices) or queue:
+            while position < len(indices) and len(queue) < settings.prefetch_tiles:
+                index = int(indices[position])
+                queue.append((index, pool.submit(_read_with_retries, slide, grid, index, settings.retries)))
+                position += 1
+            index, future = queue.popleft()
+            yield index, future.result()
+
+
+def _read_with_retries(slide: Slide, grid: TileGrid, index: int, retries: int) -> np.ndarray | None:
+    for attempt in range(retries + 1):
+        try:
+            return read_tile(slide, grid, index)
+        except Exception as exc:  # a corrupt tile raises from the decoder, whatever the library
+            if attempt == retries:
+                log.warning("%s: tile at (%d, %d) unreadable: %s", slide.path, grid.x[index], grid.y[index], exc)
+    return None
+
+
+def compress_slides(slides: list[Path], encoder: PatchEncoder, out_dir: Path,
+                    settings: CompressionSettings = CompressionSettings()) -> list[CompressionResult]:
+    """Compress slides one after another in this process, with an overall and a per-slide bar."""
+    results = []
+    with progress_bars() as bars:
+        overall = bars.add_task("slides", total=len(slides))
+        for path in slides:
+            current = bars.add_task(Path(path).name, total=None)
+            results.append(compress_slide(path, encoder, out_dir, settings,
+                                          lambda done, total, t=current: bars.update(t, completed=done, total=total)))
+            bars.remove_task(current)
+            bars.advance(overall)
+    return results

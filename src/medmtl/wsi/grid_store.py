@@ -1,0 +1,155 @@
+"""Zarr stores of compressed slides: an embedding grid written row by row, resumably.
+
+Layout of ``<name>.zarr`` (zarr v3 group)::
+
+    embeddings   float32 [C, H, W]   one chunk per grid row; zeros where there is no tissue
+    tissue       bool    [H, W]      tiles that were encoded
+    coords       int64   [H, W, 2]   level-0 (x, y) of each tile's top-left corner
+    row_done     bool    [H]         one chunk per row; set after the row's embeddings are written
+    attrs        encoder, level, mpp, patch_size, stride, slide, complete, …
+
+A store is written under ``<name>.zarr.partial`` and renamed to ``<name>.zarr`` only when every
+row is done, so a store without the ``.partial`` suffix is always complete; an interrupted one
+resumes from its finished rows (a row whose flag never got written is simply encoded again).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from medmtl.errors import DataError
+
+FORMAT_VERSION = 1
+PARTIAL_SUFFIX = ".partial"
+
+
+@dataclass
+class GridStore:
+    """An open store being written (``path`` ends in ``.partial``) or a finished one."""
+
+    path: Path
+    group: zarr.Group
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the embedding grid."""
+        return tuple(self.group["embeddings"].shape)  # type: ignore[return-value]
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self.group.attrs)
+
+    def rows_done(self) -> np.ndarray:
+        """``[H]`` bool; a row flag that cannot be read (killed mid-write) counts as not done."""
+        flags = self.group["row_done"]
+        try:
+            return np.asarray(flags[:], dtype=bool)
+        except Exception:  # a torn chunk: check rows one by one
+            done = np.zeros(flags.shape[0], dtype=bool)
+            for row in range(flags.shape[0]):
+                try:
+                    done[row] = bool(flags[row])
+                except Exception:
+                    done[row] = False
+            return done
+
+    def write_row(self, row: int, embeddings: np.ndarray) -> None:
+        """Store ``embeddings [C, W]`` of grid row ``row``, then mark the row done."""
+        self.group["embeddings"][:, row, :] = embeddings.astype(np.float32, copy=False)
+        self.group["row_done"][row] = True
+
+    def embeddings(self) -> np.ndarray:
+        """The whole grid ``[C, H, W]`` float32."""
+        return np.asarray(self.group["embeddings"][:])
+
+    def tissue(self) -> np.ndarray:
+        return np.asarray(self.group["tissue"][:], dtype=bool)
+
+
+def final_path(out_dir: Path, name: str) -> Path:
+    return Path(out_dir) / f"{name}.zarr"
+
+
+def is_complete(path: Path) -> bool:
+    """True for a finished store (renamed from ``.partial`` after its last row)."""
+    if not (path / "zarr.json").is_file():
+        return False
+    try:
+        return bool(zarr.open_group(str(path), mode="r").attrs.get("complete", False))
+    except Exception:
+        return False
+
+
+def create_or_resume(out_dir: Path, name: str, channels: int, tissue: np.ndarray, coords: np.ndarray,
+                     attrs: dict[str, Any]) -> GridStore:
+    """Open ``<name>.zarr.partial`` for writing, resuming it when its geometry matches.
+
+    ``tissue`` ``[H, W]`` bool, ``coords`` ``[H, W, 2]`` int64. A partial store from another
+    configuration (different shape or attributes) is discarded and started again.
+    """
+    partial = Path(str(final_path(out_dir, name)) + PARTIAL_SUFFIX)
+    height, width = tissue.shape
+    wanted = {**attrs, "format": FORMAT_VERSION, "complete": False}
+    if partial.exists():
+        try:
+            group = zarr.open_group(str(partial), mode="r+")
+            same = (tuple(group["embeddings"].shape) == (channels, height, width)
+                    and all(group.attrs.get(k) == _jsonable(v) for k, v in wanted.items()))
+        except Exception:
+            same = False
+        if same:
+            return GridStore(partial, group)
+        shutil.rmtree(partial)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    group = zarr.open_group(str(partial), mode="w")
+    group.create_array("embeddings", shape=(channels, height, width), chunks=(channels, 1, width),
+                       dtype="float32", fill_value=0.0)
+    group.create_array("tissue", shape=(height, width), dtype="bool", fill_value=False)
+    group.create_array("coords", shape=(height, width, 2), dtype="int64", fill_value=0)
+    group.create_array("row_done", shape=(height,), chunks=(1,), dtype="bool", fill_value=False)
+    group["tissue"][:] = tissue
+    group["coords"][:] = coords
+    group.attrs.update({k: _jsonable(v) for k, v in wanted.items()})
+    return GridStore(partial, group)
+
+
+def finish(store: GridStore) -> Path:
+    """Mark a fully written store complete and move it to its final name (atomic rename)."""
+    done = store.rows_done()
+    if not done.all():
+        raise DataError(store.path, f"cannot finish: {int((~done).sum())} grid row(s) are not written")
+    store.group.attrs["complete"] = True
+    target = Path(str(store.path)[: -len(PARTIAL_SUFFIX)])
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(store.path, target)
+    return target
+
+
+def open_grid(path: str | Path) -> GridStore:
+    """A finished store, read-only; a clear error for anything else."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(path, "grid store does not exist")
+    if str(path).endswith(PARTIAL_SUFFIX) or not is_complete(path):
+        raise DataError(path, "is not a finished medmtl grid store (interrupted compression? run it again)")
+    return GridStore(path, zarr.open_group(str(path), mode="r"))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value

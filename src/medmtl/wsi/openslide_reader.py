@@ -1,0 +1,83 @@
+"""Reading pyramidal whole-slide formats (.svs, .tif, .ndpi, .mrxs, ...) with OpenSlide."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from medmtl.errors import DataError
+
+try:
+    import openslide
+except ImportError as exc:  # openslide-bin missing or broken: only the tifffile reader is left
+    openslide = None
+    IMPORT_ERROR: str | None = str(exc)
+else:
+    IMPORT_ERROR = None
+
+
+class OpenSlideUnavailable(Exception):
+    """OpenSlide cannot open this file (unsupported format, or the library is not installed)."""
+
+
+def rgba_to_rgb_on_white(rgba: np.ndarray) -> np.ndarray:
+    """``[H, W, 4]`` uint8 RGBA (straight alpha) composited on white: ``[H, W, 3]`` uint8.
+
+    OpenSlide returns alpha 0 outside the slide and in gaps between scanned regions.
+    """
+    alpha = rgba[..., 3:4].astype(np.uint16)
+    if bool((alpha == 255).all()):
+        return np.ascontiguousarray(rgba[..., :3])
+    rgb = rgba[..., :3].astype(np.uint16)
+    return ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+
+
+def _mpp_from_properties(properties: dict[str, str]) -> float | None:
+    """``openslide.mpp-x`` (µm/px at level 0) when present and a positive number."""
+    for key in ("openslide.mpp-x", "openslide.mpp-y"):
+        text = properties.get(key)
+        if text is None:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            continue
+        if math.isfinite(value) and value > 0:
+            return value
+    return None
+
+
+class OpenSlideReader:
+    """A slide open in OpenSlide; ``read`` gives RGB uint8 pixels."""
+
+    backend = "openslide"
+
+    def __init__(self, path: Path) -> None:
+        if openslide is None:
+            raise OpenSlideUnavailable(f"OpenSlide is not available ({IMPORT_ERROR})")
+        self.path = path
+        try:
+            self._slide = openslide.OpenSlide(str(path))
+        except openslide.OpenSlideUnsupportedFormatError:
+            raise OpenSlideUnavailable("OpenSlide does not recognise the format") from None
+        except Exception as exc:  # OpenSlideError for damaged files of a known format
+            raise OpenSlideUnavailable(f"OpenSlide cannot open it: {exc}") from None
+        self.level_dimensions: list[tuple[int, int]] = [tuple(map(int, d)) for d in self._slide.level_dimensions]
+        self.level_downsamples: list[float] = [float(d) for d in self._slide.level_downsamples]
+        self.properties: dict[str, str] = dict(self._slide.properties)
+        self.metadata_mpp = _mpp_from_properties(self.properties)
+        self.vendor = self.properties.get("openslide.vendor")
+
+    def read(self, x: int, y: int, level: int, width: int, height: int) -> np.ndarray:
+        """``[height, width, 3]`` uint8 RGB; ``(x, y)`` is the top-left corner in level-0 pixels."""
+        try:
+            region = self._slide.read_region((x, y), level, (width, height))
+        except Exception as exc:
+            raise DataError(self.path, f"OpenSlide cannot read the region at ({x}, {y}), level {level}, "
+                                       f"size {width}x{height}: {exc}") from None
+        return rgba_to_rgb_on_white(np.asarray(region))
+
+    def close(self) -> None:
+        self._slide.close()

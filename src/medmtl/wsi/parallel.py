@@ -1,0 +1,66 @@
+"""Many slides in parallel on a Dask cluster: one worker process per device.
+
+A local cluster (``distributed.LocalCluster``) is started for the call, or an existing one is
+used through its scheduler address. Each worker loads the patch encoder once and compresses
+whole slides; a slide is the unit of work, so an interrupted run resumes slide by slide (and
+within a slide from its finished rows).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from medmtl.wsi.compress import CompressionResult, CompressionSettings, compress_slide
+from medmtl.wsi.patch_encoder import PatchEncoder
+
+_ENCODERS: dict[str, PatchEncoder] = {}
+
+
+def worker_device() -> str:
+    """``cuda:<worker index mod GPUs>`` when this worker sees GPUs, else ``cpu``."""
+    if not torch.cuda.is_available():
+        return "cpu"
+    from distributed import get_worker
+
+    name = str(get_worker().name)
+    index = int(name) if name.isdigit() else abs(hash(name))
+    return f"cuda:{index % torch.cuda.device_count()}"
+
+
+def _compress_on_worker(slide: str, encoder: str | PatchEncoder, out_dir: str, settings: CompressionSettings,
+                        threads: int) -> CompressionResult:
+    torch.set_num_threads(threads)
+    if isinstance(encoder, PatchEncoder):
+        patch_encoder = encoder
+    else:
+        if encoder not in _ENCODERS:
+            _ENCODERS[encoder] = PatchEncoder.from_run(encoder, device=worker_device())
+        patch_encoder = _ENCODERS[encoder]
+    return compress_slide(slide, patch_encoder, out_dir, settings)
+
+
+def compress_in_parallel(slides: list[Path], encoder: str | Path | PatchEncoder, out_dir: Path,
+                         settings: CompressionSettings = CompressionSettings(), workers: int = 2,
+                         threads_per_worker: int = 1, scheduler: str | None = None) -> list[CompressionResult]:
+    """Compress ``slides`` on ``workers`` Dask worker processes (or the cluster at ``scheduler``).
+
+    ``encoder`` is a run directory (each worker loads it once) or a :class:`PatchEncoder`.
+    Results come back in the order of ``slides``; a failing slide raises its error here.
+    """
+    from distributed import Client, LocalCluster, progress as dask_progress
+
+    encoder_arg = encoder if isinstance(encoder, PatchEncoder) else str(encoder)
+    cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                  dashboard_address=None)
+    try:
+        with Client(scheduler or cluster) as client:
+            futures = [client.submit(_compress_on_worker, str(slide), encoder_arg, str(out_dir), settings,
+                                     threads_per_worker, key=f"compress-{Path(slide).name}", pure=False)
+                       for slide in slides]
+            dask_progress(futures)
+            return client.gather(futures)
+    finally:
+        if cluster is not None:
+            cluster.close()
