@@ -66,7 +66,7 @@ def test_overrides_and_presets(tmp_path):
         load_config(path, ["trainer.max_epochs"])
 
 
-@pytest.mark.parametrize("preset", ["demo", "busi-cls-seg", "four-task", "ft-mtl-net"])
+@pytest.mark.parametrize("preset", ["demo", "busi-cls-seg", "four-task", "ft-mtl-net", "nic-slide"])
 def test_shipped_presets_validate(preset):
     load_config(preset)
 

@@ -172,6 +172,34 @@ def compress(
         _fail(error)
 
 
+@app.command("extract-patches")
+def extract_patches(
+    slides: Annotated[list[Path], typer.Argument(help="a CSV (column image = slide paths, other columns = "
+                                                       "slide-level targets) or slide files")],
+    out: Annotated[Path, typer.Option("--out", help="folder for the patch PNGs and patches.csv")],
+    per_slide: Annotated[int, typer.Option(help="patches sampled per slide")] = 64,
+    mpp: Annotated[float, typer.Option(help="µm/px of the patches")] = 0.5,
+    patch_size: Annotated[int, typer.Option(help="patch side in pixels")] = 128,
+    min_tissue: Annotated[float, typer.Option(help="smallest tissue fraction of a sampled patch")] = 0.5,
+    slide_mpp: Annotated[Optional[float], typer.Option(help="µm/px of level 0 for slides without it")] = None,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+) -> None:
+    """Sample tissue patches from slides into PNGs and a manifest for training a patch encoder.
+
+    Slide-level targets are copied onto the patches (weak labels); a `slide` column names the
+    source slide. Re-running skips the patches already written.
+    """
+    try:
+        from medmtl.wsi.patches import extract_patches as extract
+
+        source = slides[0] if len(slides) == 1 and slides[0].suffix.lower() == ".csv" else list(slides)
+        manifest = extract(source, out, per_slide, patch_size=patch_size, target_mpp=mpp,
+                           min_tissue_fraction=min_tissue, seed=seed, slide_mpp=slide_mpp)
+        console.print(f"wrote {manifest}")
+    except MedMTLError as error:
+        _fail(error)
+
+
 @app.command("show-grid")
 def show_grid(
     store: Annotated[Path, typer.Argument(help="a <slide>.zarr grid store made by `medmtl compress`")],

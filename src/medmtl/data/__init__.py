@@ -11,6 +11,7 @@ from medmtl.data.npz import read_medmnist_npz
 from medmtl.data.phantom import make_phantom_records
 from medmtl.data.records import Record
 from medmtl.data.splits import holdout_split, kfold_splits, read_split_file, select
+from medmtl.data.stain import RandomHEDJitter
 from medmtl.data.transforms import (
     Compose,
     RandomElastic,
@@ -23,7 +24,7 @@ from medmtl.data.transforms import (
 )
 
 __all__ = [
-    "AugmentConfig", "Compose", "DataConfig", "MultiTaskDataset", "PhantomConfig", "RandomElastic",
+    "AugmentConfig", "Compose", "DataConfig", "MultiTaskDataset", "PhantomConfig", "RandomElastic", "RandomHEDJitter",
     "RandomHorizontalFlip", "RandomIntensity", "RandomRotation", "RandomVerticalFlip", "Record", "Resize",
     "boxes_from_mask", "build_datasets", "build_records", "build_transforms", "collate_samples", "holdout_split",
     "kfold_splits", "make_phantom_records", "read_image", "read_manifest", "read_mask", "read_medmnist_npz",

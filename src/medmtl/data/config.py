@@ -32,6 +32,8 @@ class AugmentConfig(_Strict):
     vflip: bool = False
     rotate_degrees: float = Field(0.0, ge=0, le=180)
     intensity: float = Field(0.0, ge=0, le=1, description="brightness/contrast/gamma strength")
+    hed: float = Field(0.0, ge=0, le=1, description="H&E stain jitter strength, RGB only (Tellez et al.: "
+                                                    "0.05 light, 0.2 strong; see medmtl.data.stain)")
     elastic: bool = False
     elastic_magnitude: float = Field(0.03, ge=0, le=0.25, description="largest displacement, fraction of image size")
 
@@ -90,6 +92,9 @@ class DataConfig(_Strict):
             raise ValueError("time_col and event_col go together (survival needs both)")
         if self.kind != "grid" and self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 (grey) or 3 (RGB) for images, got {self.channels}")
+        if self.kind != "grid" and self.augment.hed > 0 and self.channels != 3:
+            raise ValueError(f"augment.hed (H&E colour augmentation) needs RGB images: set channels: 3, or "
+                             f"augment.hed: 0 for grey images (channels is {self.channels})")
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes repeat a name: {self.classes}")
         return self

@@ -320,7 +320,9 @@ def build_transforms(aug_config: Any, image_size: int | tuple[int, int] | None, 
     """The transforms of a split: resizing to ``image_size``, plus augmentation when ``train``.
 
     ``aug_config`` is an :class:`~medmtl.data.config.AugmentConfig`, a dict with the same keys
-    (``hflip``, ``vflip``, ``rotate_degrees``, ``intensity``, ``elastic``) or ``None``.
+    (``hflip``, ``vflip``, ``rotate_degrees``, ``intensity``, ``hed``, ``elastic``) or ``None``.
+    ``hed`` (H&E stain jitter) needs 3-channel images: the first sample with another number of
+    channels raises a :class:`~medmtl.errors.ConfigError`.
     """
     transforms: list[Transform] = []
     if image_size is not None:
@@ -336,6 +338,11 @@ def build_transforms(aug_config: Any, image_size: int | tuple[int, int] | None, 
         transforms.append(RandomRotation(degrees))
     if _option(aug_config, "elastic", False):
         transforms.append(RandomElastic(magnitude=float(_option(aug_config, "elastic_magnitude", 0.03)), p=0.5))
+    hed = float(_option(aug_config, "hed", 0.0) or 0.0)
+    if hed > 0:
+        from medmtl.data.stain import RandomHEDJitter  # stain.py builds on this module
+
+        transforms.append(RandomHEDJitter(hed))
     strength = float(_option(aug_config, "intensity", 0.0) or 0.0)
     if strength > 0:
         transforms.append(RandomIntensity(strength))

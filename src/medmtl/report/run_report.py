@@ -60,8 +60,9 @@ def _detection_figures(name: str, task: DetectionTask, summary: dict[str, np.nda
     png = plot_froc({name: (fpi, tpr)}, report_dir / f"froc_{name}.png", title=f"FROC — {name} ({split})")
     if png:
         sections.append(f"## FROC — {name}\n\n![FROC {name}]({png.name})")
-    score = summary["image_score"]
-    png = plot_roc(summary["image_positive"], np.stack([1 - score, score], axis=1), report_dir / f"roc_{name}.png",
+    known = summary["image_positive"] >= 0
+    score = summary["image_score"][known]
+    png = plot_roc(summary["image_positive"][known], np.stack([1 - score, score], axis=1), report_dir / f"roc_{name}.png",
                    title=f"ROC — {name}, image level ({split})")
     if png:
         sections.append(f"## ROC — {name} (image level)\n\n![ROC {name}]({png.name})")

@@ -210,3 +210,21 @@ def test_detector_learns_bright_squares():
     assert metrics["ap50"] > 0.8
     assert metrics["tpr_fpi_0.5"] > 0.8
     assert metrics["dice"] > 0.6
+
+
+def test_images_without_an_image_label_count_for_froc_but_not_for_the_image_auc():
+    samples = [square_sample(0), square_sample(1), square_sample(2, lesion=False)]
+    del samples[2]["label"]  # a normal image: no class among benign/malignant, no boxes
+    batch = collate_samples(samples)
+    task = DetectionTask(num_classes=2, label_source="image_label", fpi_levels=(0.2, 0.5))
+    make_model(task)
+    boxes = batch["targets"]["boxes"]
+    found = Detections([b.clone() for b in boxes[:2]] + [torch.tensor([[1.0, 1, 9, 9]])],
+                       [torch.full((1,), 0.9), torch.full((1,), 0.9), torch.tensor([0.95])],
+                       [torch.tensor([1]), torch.tensor([2]), torch.tensor([2])], None,
+                       torch.tensor([0.0, 0.9, 0.95]))
+    summary = task.summarize(*task.select(found, batch))
+    assert summary["image_positive"].tolist() == [0, 1, -1]
+    metrics = task.compute_metrics(summary, n_resamples=0)
+    assert metrics["auc"] == 1.0  # the normal image's confident false positive does not enter the AUC…
+    assert metrics["tpr_fpi_0.2"] == 0.0 and metrics["tpr_fpi_0.5"] == 1.0  # …but costs 1/3 FP per image

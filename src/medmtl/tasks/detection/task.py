@@ -68,7 +68,9 @@ class DetectionTask(Task):
     Metrics: ``ap50`` (COCO AP at IoU 0.5, mean over classes), ``ap50_lesion`` (class-agnostic),
     ``tpr_fpi_<f>`` (FROC: lesion TPR at ``f`` false positives per image, TP when IoU >
     ``froc_iou``) and ``froc_score`` (their mean), ``auc`` (image-level, malignant-veto score vs
-    "has a ``veto_class`` lesion") and, with a mask head, ``dice``/``iou`` of the union of the
+    "has a ``veto_class`` lesion"; with ``label_source="image_label"`` over the images that have
+    an image label, so lesion-free negatives count for FROC only) and, with a mask head,
+    ``dice``/``iou`` of the union of the
     confident detections' masks, per image with a lesion.
     """
 
@@ -181,11 +183,21 @@ class DetectionTask(Task):
         for row in rows:
             item = {"boxes": batch["targets"][self.target_key][row].reshape(-1, 4).cpu().numpy()}
             item["labels"] = self._truth_labels(batch, row, len(item["boxes"]))
+            item["image_positive"] = self._image_positive(batch, row, item["labels"])
             mask_present = batch["present"].get("mask")
             if mask_present is not None and bool(mask_present[row]):
                 item["mask"] = (batch["targets"]["mask"][row] > 0).cpu().numpy()
             truth.append(item)
         return prediction.rows(rows), truth
+
+    def _image_positive(self, batch: dict[str, Any], row: int, labels: np.ndarray) -> int:
+        """1/0: does the image show a ``veto_class`` lesion; -1 (left out of the image AUC) when
+        the classes come from an image label the image does not have (BUSI's normal images)."""
+        if self.label_source == "image_label":
+            present = batch["present"].get(self.label_key)
+            if present is None or not bool(present[row]):
+                return -1
+        return int((labels == self.veto_class).any())
 
     def _truth_labels(self, batch: dict[str, Any], row: int, count: int) -> np.ndarray:
         if self.label_source == "image_label":
@@ -204,7 +216,7 @@ class DetectionTask(Task):
         out = {key: np.empty(n, dtype=object) for key in
                ("boxes", "scores", "labels", "lesion_boxes", "lesion_scores", "gt_boxes", "gt_labels")}
         out["image_score"] = prediction.image_scores.detach().cpu().numpy().astype(np.float64)
-        out["image_positive"] = np.array([int((t["labels"] == self.veto_class).any()) for t in target])
+        out["image_positive"] = np.array([t["image_positive"] for t in target], dtype=np.int64)
         out["dice"] = np.full(n, math.nan)
         out["iou"] = np.full(n, math.nan)
         nms_thresh = self._options["nms_thresh"]
@@ -237,9 +249,10 @@ class DetectionTask(Task):
         matches = [image_matches(b, s, g, self.froc_iou)
                    for b, s, g in zip(summary["lesion_boxes"], summary["lesion_scores"], summary["gt_boxes"])]
         result.update(froc_metrics(matches, self.fpi_levels, n_resamples, seed))
-        positive = summary["image_positive"].astype(np.int64)
+        known = summary["image_positive"] >= 0
+        positive = summary["image_positive"][known].astype(np.int64)
         if 0 < positive.sum() < len(positive):
-            score = summary["image_score"]
+            score = summary["image_score"][known]
             image = classification_metrics(positive, np.stack([1 - score, score], axis=1), n_resamples, seed)
             result.update({k: image[k] for k in ("auc", "auc_ci95", "accuracy", "balanced_accuracy")})
         finite = np.isfinite(summary["dice"])

@@ -1,0 +1,202 @@
+"""Patches sampled from the tissue of slides, as PNG files and a manifest for patch-encoder training.
+
+Neural Image Compression (Tellez et al. 2020) trains its patch encoder on patches of the slides
+(at 0.5 µm/px in the paper) before compressing them. :func:`extract_patches` draws up to
+``patches_per_slide`` tissue patches per slide, at random without replacement, and writes
+
+- ``out_dir/<slide stem>/<row>_<col>.png``: uint8 RGB, ``patch_size`` square; ``row, col`` is the
+  patch's position in the slide's grid of non-overlapping patches (:func:`~medmtl.wsi.tile_slide`);
+- ``out_dir/patches.csv``: ``image`` (the PNG, relative to ``out_dir``), ``slide`` (the slide's
+  stem, for splits that keep a slide's patches together) and the slide-level targets of the input
+  CSV copied onto each of its patches (weak labels), which :func:`medmtl.data.read_manifest` reads.
+
+Each slide's draw is a fixed function of ``seed`` and its stem (a permutation of its tissue
+patches, of which the first ``patches_per_slide`` are taken), so a re-run picks the same patches,
+skips the PNG files already written (each is written atomically), and a larger
+``patches_per_slide`` extends the earlier draw.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from medmtl.errors import ConfigError, DataError
+from medmtl.io_utils import atomic_write_bytes, atomic_write_text
+from medmtl.progress import progress
+from medmtl.wsi.levels import check_mpp
+from medmtl.wsi.slide import open_slide
+from medmtl.wsi.tiling import TileGrid, read_tile, tile_slide
+from medmtl.wsi.tissue import TissueConfig, detect_tissue
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "patches.csv"
+_OWN_COLUMNS = ("image", "slide")
+
+
+@dataclass(frozen=True)
+class SlideEntry:
+    """One input slide: its file, the manifest row it came from (1-based; 0 for a list) and its
+    target cells as written (``column -> text``)."""
+
+    path: Path
+    row: int = 0
+    targets: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+
+def read_slide_list(slides: str | Path | Sequence[str | Path]) -> tuple[list[SlideEntry], list[str]]:
+    """``(slides, target columns)`` of a CSV (``.csv``: an ``image`` column of slide paths, relative
+    to the CSV's folder, every other column a target), a list of slide paths, or one slide path."""
+    if isinstance(slides, (str, Path)) and Path(slides).suffix.lower() == ".csv":
+        return _read_csv(Path(slides))
+    paths = [slides] if isinstance(slides, (str, Path)) else list(slides)
+    entries = [SlideEntry(Path(p).expanduser()) for p in paths]
+    for entry in entries:
+        if not entry.path.is_file():
+            raise DataError(entry.path, "slide file does not exist" if not entry.path.exists() else "is not a file")
+    _check_unique_stems(entries, None)
+    return entries, []
+
+
+def _read_csv(csv_path: Path) -> tuple[list[SlideEntry], list[str]]:
+    if not csv_path.is_file():
+        raise DataError(csv_path, "file does not exist" if not csv_path.exists() else "is not a file")
+    try:
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except Exception as exc:
+        raise DataError(csv_path, f"cannot be read as a CSV table: {exc}") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    columns = list(table.columns)
+    if "image" not in columns:
+        raise DataError(csv_path, f"has no column 'image' (slide paths); columns are {columns}")
+    if "slide" in columns:
+        raise DataError(csv_path, "has a column 'slide', which the patch manifest uses for the slide name; "
+                                  "rename it")
+    targets = [c for c in columns if c != "image"]
+    entries = []
+    for index, row in enumerate(table.to_dict("records"), start=1):
+        text = str(row["image"]).strip()
+        where = f"row {index} (line {index + 1}), column 'image'"
+        if not text:
+            raise DataError(csv_path, f"{where}: slide path is empty")
+        path = Path(text).expanduser()
+        path = path if path.is_absolute() else csv_path.parent / path
+        if not path.is_file():
+            raise DataError(csv_path, f"{where}: slide {path} {'is not a file' if path.exists() else 'does not exist'}")
+        entries.append(SlideEntry(path, index, {c: str(row[c]).strip() for c in targets}))
+    if not entries:
+        raise DataError(csv_path, "has no rows")
+    _check_unique_stems(entries, csv_path)
+    return entries, targets
+
+
+def _check_unique_stems(entries: list[SlideEntry], source: Path | None) -> None:
+    seen: dict[str, Path] = {}
+    for entry in entries:
+        if entry.stem in seen:
+            raise DataError(source or entry.path, f"slides {seen[entry.stem]} and {entry.path} share the name "
+                                                  f"'{entry.stem}', which names their patch folder")
+        seen[entry.stem] = entry.path
+
+
+def choose_patches(grid: TileGrid, count: int, seed: int, stem: str) -> np.ndarray:
+    """Indices (int64 ``[min(count, len(grid))]``, ascending) of the patches of ``grid`` drawn for
+    slide ``stem``: the first ``count`` of a permutation fixed by ``seed`` and the stem."""
+    rng = np.random.default_rng([seed, zlib.crc32(stem.encode("utf-8"))])
+    return np.sort(rng.permutation(len(grid))[:count]).astype(np.int64)
+
+
+def _png_bytes(patch: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(patch).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _slide_patches(entry: SlideEntry, out_dir: Path, patches_per_slide: int, patch_size: int, target_mpp: float,
+                   min_tissue_fraction: float, seed: int, slide_mpp: float | None,
+                   tissue: TissueConfig) -> tuple[list[str], int]:
+    """``(relative PNG paths, how many were written now)`` of one slide."""
+    with open_slide(entry.path, mpp=slide_mpp) as slide:
+        mask = detect_tissue(slide, tissue)
+        grid = tile_slide(slide, patch_size, target_mpp=target_mpp, tissue=mask,
+                          min_tissue_fraction=min_tissue_fraction)
+        chosen = choose_patches(grid, patches_per_slide, seed, entry.stem)
+        if not len(chosen):
+            log.warning("%s: no patch of %d px at %g µm/px holds at least %.0f%% tissue; the slide gets no patches",
+                        entry.path, patch_size, target_mpp, 100 * min_tissue_fraction)
+        names, written = [], 0
+        for index in chosen:
+            name = f"{entry.stem}/{grid.rows[index]}_{grid.cols[index]}.png"
+            target = out_dir / name
+            if not target.is_file():
+                try:
+                    patch = read_tile(slide, grid, int(index))
+                except Exception as exc:  # a corrupt tile raises from the decoder, whatever the library
+                    if isinstance(exc, DataError):
+                        raise
+                    raise DataError(entry.path, f"patch at level-0 ({grid.x[index]}, {grid.y[index]}) cannot be "
+                                                f"read: {exc}") from exc
+                try:
+                    atomic_write_bytes(target, _png_bytes(patch))
+                except OSError as exc:
+                    raise DataError(target, f"cannot be written: {exc}") from exc
+                written += 1
+            names.append(name)
+    return names, written
+
+
+def extract_patches(slides_csv_or_list: str | Path | Sequence[str | Path], out_dir: str | Path,
+                    patches_per_slide: int, patch_size: int = 128, target_mpp: float = 0.5,
+                    min_tissue_fraction: float = 0.5, seed: int = 0, slide_mpp: float | None = None,
+                    tissue: TissueConfig = TissueConfig()) -> Path:
+    """Sample tissue patches of slides into PNG files and a manifest (see the module docstring).
+
+    ``slides_csv_or_list``: a ``.csv`` like :func:`~medmtl.wsi.make_synthetic_dataset`'s (column
+    ``image`` = slide paths relative to the CSV, other columns = targets copied onto the patches),
+    a list of slide paths (the manifest then has ``image`` and ``slide`` only) or one slide path.
+    Patches are ``patch_size`` px at ``target_mpp`` µm/px (``slide_mpp`` gives level 0's µm/px
+    for slides without it) and hold at least ``min_tissue_fraction`` tissue by ``tissue``'s mask.
+    A slide without such patches gets none (and a warning). Returns ``out_dir/patches.csv``.
+    """
+    if isinstance(patches_per_slide, bool) or not isinstance(patches_per_slide, (int, np.integer)) \
+            or patches_per_slide < 1:
+        raise ConfigError("patches_per_slide", f"must be a positive whole number, not {patches_per_slide!r}")
+    target_mpp = check_mpp(target_mpp, "target_mpp")
+    if slide_mpp is not None:
+        slide_mpp = check_mpp(slide_mpp, "slide_mpp")
+    entries, target_columns = read_slide_list(slides_csv_or_list)
+    out_dir = Path(out_dir)
+    rows: list[dict[str, str]] = []
+    written = 0
+    for entry in progress(entries, description="patches"):
+        names, new = _slide_patches(entry, out_dir, int(patches_per_slide), patch_size, target_mpp,
+                                    min_tissue_fraction, seed, slide_mpp, tissue)
+        written += new
+        rows.extend({"image": name, "slide": entry.stem, **entry.targets} for name in names)
+    manifest = out_dir / MANIFEST_NAME
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=[*_OWN_COLUMNS, *target_columns], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(manifest, buffer.getvalue())
+    if not rows:
+        log.warning("%s: no slide gave a patch; the manifest has no rows", manifest)
+    log.info("%d patches of %d slides in %s (%d written now)", len(rows), len(entries), out_dir, written)
+    return manifest
+
+
+__all__ = ["MANIFEST_NAME", "SlideEntry", "choose_patches", "extract_patches", "read_slide_list"]
