@@ -79,7 +79,7 @@ def evaluate(
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="a run directory made by `medmtl train`")],
-    images: Annotated[list[Path], typer.Argument(help="image files (PNG, JPEG, TIFF…)")],
+    images: Annotated[list[Path], typer.Argument(help="image files (PNG, JPEG, TIFF…); grid stores (.zarr) for a slide-level model")],
     out: Annotated[Path, typer.Option("--out", help="output folder")],
 ) -> None:
     """Predict class probabilities, masks (PNG) and boxes (COCO JSON) for image files."""

@@ -10,6 +10,9 @@ Writes:
   pixels, ``score`` and ``category_id``; ``categories``) — a detection task's detections, and for a
   segmentation task one box per connected component of its mask;
 - ``overlays/<image>.png``: the image with the predicted boxes, mask outline and class probabilities.
+
+For a slide-level model (``data.kind: grid``) the inputs are grid stores (``<slide>.zarr``) and
+``predictions.json`` holds the class probabilities, values and risk score of each slide.
 """
 
 from __future__ import annotations
@@ -42,7 +45,12 @@ def predict_files(config: RunConfig, model: MultiTaskModel, images: list[Path], 
     coco_images: list[dict] = []
     annotations: list[dict] = []
     categories = {1: "lesion"}
+    grids = config.data.kind == "grid"
     for image_id, path in enumerate(progress(images, description="predicting")):
+        if grids:  # a compressed slide: its centred grid_size × grid_size window, like evaluation
+            entry = _predict_grid(config, model, path)
+            results[str(path)] = entry
+            continue
         array = read_image(path, config.data.channels)
         height, width = array.shape[-2:]
         tensor = F.interpolate(torch.from_numpy(array)[None], size=(size, size), mode="bilinear", align_corners=False)
@@ -77,6 +85,16 @@ def predict_files(config: RunConfig, model: MultiTaskModel, images: list[Path], 
     atomic_write_json(out_dir / "boxes.json", {"images": coco_images, "annotations": annotations,
                                                 "categories": [{"id": k, "name": v} for k, v in categories.items()]})
     return results
+
+
+def _predict_grid(config: RunConfig, model: MultiTaskModel, path: Path) -> dict[str, Any]:
+    from medmtl.data.grid import GridDataset
+    from medmtl.data.records import Record
+
+    dataset = GridDataset([Record(path.name, image_path=path)], config.data.channels, config.data.grid_size)
+    predictions = model.predict(dataset[0]["image"][None])
+    return {name: predictions[name][0].tolist() for name, task in model.tasks.items()
+            if not isinstance(task, ReconstructionTask)}
 
 
 def _detection_entry(task: DetectionTask, value: Detections, out_dir: Path, path: Path, name: str,

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from medmtl.config import config_from_dict
-from medmtl.training.run import train
+from medmtl.predict import predict_files
+from medmtl.training.run import load_run, train
 from medmtl.wsi import grid_store
 
 
@@ -44,3 +45,9 @@ def test_grid_model_learns_class_and_risk_one_slide_per_step(tmp_path):
     result = train(config, tmp_path / "run")
     assert result.metrics["classification"]["auc"] > 0.9
     assert result.metrics["survival"]["c_index"] > 0.6
+
+    config, model = load_run(tmp_path / "run")
+    predictions = predict_files(config, model, [tmp_path / "g0.zarr", tmp_path / "g1.zarr"], tmp_path / "pred")
+    low, high = (predictions[str(tmp_path / f"g{i}.zarr")] for i in (0, 1))
+    assert len(low["classification"]) == 2 and len(low["survival"]) == 1
+    assert high["classification"][1] > low["classification"][1]
