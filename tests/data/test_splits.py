@@ -50,3 +50,15 @@ def test_holdout_keeps_class_proportions():
     train, val = holdout_split(recs, 0.25, seed=3)
     assert len(val) == 10 and len(train) == 30
     assert Counter(r.label for r in val) == {0: 7, 1: 3} or Counter(r.label for r in val) == {0: 8, 1: 2}
+
+
+def test_groups_stay_together_in_holdout_and_kfold():
+    records = [Record(f"p{s}_{i}", image_array=np.zeros((2, 2)), targets={"label": s % 2}, group=f"slide{s}")
+               for s in range(10) for i in range(4)]
+    train, val = holdout_split(records, 0.3, seed=1)
+    train_groups, val_groups = {r.group for r in train}, {r.group for r in val}
+    assert not train_groups & val_groups and len(val_groups) == 3 and len(val) == 12
+    assert {r.label for r in val} == {0, 1}  # stratified over groups
+    for fold_train, fold_val in kfold_splits(records, 5, seed=0):
+        assert not {r.group for r in fold_train} & {r.group for r in fold_val}
+        assert len(fold_val) == 8

@@ -72,6 +72,7 @@ class DataConfig(_Strict):
     mask_col: str | None = "mask"
     label_col: str | None = None
     value_cols: list[str] = Field(default_factory=list)
+    group_col: str | None = Field(None, description="manifest column whose rows stay in one split (slide, patient)")
     time_col: str | None = None
     event_col: str | None = None
     augment: AugmentConfig = Field(default_factory=AugmentConfig)

@@ -36,7 +36,7 @@ def read_manifest(csv_path: str | Path, image_col: str = "image", mask_col: str 
                   label_col: str | None = None, classes: Sequence[str] | None = None,
                   value_cols: Sequence[str] = (), time_col: str | None = None, event_col: str | None = None,
                   root: str | Path | None = None, name_col: str | None = None,
-                  image_is_folder: bool = False) -> list[Record]:
+                  image_is_folder: bool = False, group_col: str | None = None) -> list[Record]:
     """Records of a CSV manifest.
 
     ``mask_col`` may be absent from the CSV when left at its default ``"mask"``. Labels may be
@@ -44,6 +44,7 @@ def read_manifest(csv_path: str | Path, image_col: str = "image", mask_col: str 
     ``value``, several give a tuple. ``time_col`` and ``event_col`` go together (``survival``).
     The record name is ``name_col``'s cell, else the image file's stem (its relative path when
     stems repeat). With ``image_is_folder`` the image column names folders (zarr grid stores).
+    ``group_col`` (e.g. ``slide`` or ``patient``) keeps the rows of one group in one split.
     """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
@@ -71,6 +72,7 @@ def read_manifest(csv_path: str | Path, image_col: str = "image", mask_col: str 
     require(time_col, "survival times")
     require(event_col, "survival events")
     require(name_col, "sample names")
+    require(group_col, "groups")
     base = Path(root) if root is not None else csv_path.parent
     class_list = list(classes) if classes is not None else None
 
@@ -99,8 +101,9 @@ def read_manifest(csv_path: str | Path, image_col: str = "image", mask_col: str 
             if survival is not None:
                 targets["survival"] = survival
         name = _cell(row, name_col) if name_col is not None else ""
+        group = (_cell(row, group_col) or None) if group_col is not None else None
         records.append(Record(name=name or image_path.stem, image_path=image_path, mask_paths=mask_paths,
-                              targets=targets))
+                              targets=targets, group=group))
         cells.append(cell)
     if not records:
         raise DataError(csv_path, "has no rows")

@@ -26,6 +26,8 @@ class Record:
       ``box_labels`` for records without a mask; ``None`` or a missing key means "not labelled".
     - ``expects_lesion``: the image is known to show a lesion (BUSI benign/malignant), so an empty
       mask is an annotation error rather than "no lesion".
+    - ``group``: records of one group (patches of one slide, images of one patient) are never
+      split between train and validation.
     """
 
     name: str
@@ -35,6 +37,7 @@ class Record:
     mask_array: np.ndarray | None = None
     targets: dict[str, Any] = field(default_factory=dict)
     expects_lesion: bool = False
+    group: str | None = None
 
     def __post_init__(self) -> None:
         if self.image_path is None and self.image_array is None:

@@ -64,7 +64,20 @@ def _strata(records: Sequence[Record]) -> np.ndarray:
 
 def kfold_splits(records: Sequence[Record], k: int, seed: int = 0,
                  stratify: bool = True) -> list[tuple[list[Record], list[Record]]]:
-    """``k`` (train, val) pairs; folds are stratified on ``label`` (unlabelled records form their own group)."""
+    """``k`` (train, val) pairs; folds are stratified on ``label`` (unlabelled records form their own group).
+
+    Records that share a ``group`` (e.g. patches of one slide) always land in the same fold.
+    """
+    grouped = _group_representatives(records)
+    if grouped is not None:
+        representatives, members = grouped
+        return [(_expand(train, members), _expand(val, members))
+                for train, val in _kfold_ungrouped(representatives, k, seed, stratify)]
+    return _kfold_ungrouped(records, k, seed, stratify)
+
+
+def _kfold_ungrouped(records: Sequence[Record], k: int, seed: int,
+                     stratify: bool) -> list[tuple[list[Record], list[Record]]]:
     from sklearn.model_selection import KFold, StratifiedKFold
 
     records = list(records)
@@ -86,7 +99,41 @@ def kfold_splits(records: Sequence[Record], k: int, seed: int = 0,
 
 def holdout_split(records: Sequence[Record], val_fraction: float, seed: int = 0,
                   stratify: bool = True) -> tuple[list[Record], list[Record]]:
-    """A random (train, val) split with about ``val_fraction`` of the records in val, stratified on label."""
+    """A random (train, val) split with about ``val_fraction`` of the records in val, stratified on label.
+
+    Records that share a ``group`` stay together (the fraction then counts groups).
+    """
+    grouped = _group_representatives(records)
+    if grouped is not None:
+        representatives, members = grouped
+        train, val = _holdout_ungrouped(representatives, val_fraction, seed, stratify)
+        return _expand(train, members), _expand(val, members)
+    return _holdout_ungrouped(records, val_fraction, seed, stratify)
+
+
+def _group_representatives(records: Sequence[Record]) -> tuple[list[Record], dict[str, list[Record]]] | None:
+    """One record per group (carrying the group's most common label) and each group's members;
+    None when no record has a group. A record without a group is a group of its own."""
+    if not any(r.group is not None for r in records):
+        return None
+    members: dict[str, list[Record]] = {}
+    for record in records:
+        members.setdefault(record.group if record.group is not None else f"\0{record.name}", []).append(record)
+    representatives = []
+    for key, group in members.items():
+        labels = [r.label for r in group if r.label is not None]
+        label = max(set(labels), key=labels.count) if labels else None
+        representatives.append(Record(key, image_path=group[0].image_path, image_array=group[0].image_array,
+                                      targets={} if label is None else {"label": label}))
+    return representatives, members
+
+
+def _expand(representatives: list[Record], members: dict[str, list[Record]]) -> list[Record]:
+    return [record for rep in representatives for record in members[rep.name]]
+
+
+def _holdout_ungrouped(records: Sequence[Record], val_fraction: float, seed: int,
+                       stratify: bool) -> tuple[list[Record], list[Record]]:
     records = list(records)
     if not 0 < val_fraction < 1:
         raise ConfigError("data.val_fraction", f"must be between 0 and 1, got {val_fraction}")
