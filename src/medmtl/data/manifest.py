@@ -47,15 +47,9 @@ def read_manifest(csv_path: str | Path, image_col: str = "image", mask_col: str 
     ``group_col`` (e.g. ``slide`` or ``patient``) keeps the rows of one group in one split.
     """
     csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise DataError(csv_path, "file does not exist" if not csv_path.exists() else "is not a file")
     if (time_col is None) != (event_col is None):
         raise ConfigError("data.time_col/data.event_col", "survival needs both a time column and an event column")
-    try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except Exception as exc:
-        raise DataError(csv_path, f"cannot be read as a CSV table: {exc}") from None
-    table.columns = [str(c).strip() for c in table.columns]
+    table = read_csv_table(csv_path)
     columns = list(table.columns)
 
     def require(column: str | None, what: str) -> None:
@@ -109,6 +103,18 @@ def read_manifest(csv_path: str | Path, image_col: str = "image", mask_col: str 
         raise DataError(csv_path, "has no rows")
     _make_names_unique(records, cells, csv_path, name_col)
     return records
+
+
+def read_csv_table(csv_path: Path) -> pd.DataFrame:
+    """A CSV file as strings (empty cells stay ``""``), column names stripped; clear errors."""
+    if not csv_path.is_file():
+        raise DataError(csv_path, "file does not exist" if not csv_path.exists() else "is not a file")
+    try:
+        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except Exception as exc:
+        raise DataError(csv_path, f"cannot be read as a CSV table: {exc}") from None
+    table.columns = [str(c).strip() for c in table.columns]
+    return table
 
 
 def _cell(row: dict[str, Any], column: str) -> str:

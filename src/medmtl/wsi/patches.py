@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 
+from medmtl.data.manifest import read_csv_table
 from medmtl.errors import ConfigError, DataError
 from medmtl.io_utils import atomic_write_bytes, atomic_write_text
 from medmtl.progress import progress
@@ -73,13 +73,7 @@ def read_slide_list(slides: str | Path | Sequence[str | Path]) -> tuple[list[Sli
 
 
 def _read_csv(csv_path: Path) -> tuple[list[SlideEntry], list[str]]:
-    if not csv_path.is_file():
-        raise DataError(csv_path, "file does not exist" if not csv_path.exists() else "is not a file")
-    try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except Exception as exc:
-        raise DataError(csv_path, f"cannot be read as a CSV table: {exc}") from None
-    table.columns = [str(c).strip() for c in table.columns]
+    table = read_csv_table(csv_path)
     columns = list(table.columns)
     if "image" not in columns:
         raise DataError(csv_path, f"has no column 'image' (slide paths); columns are {columns}")
