@@ -155,3 +155,36 @@ def test_two_dask_workers(synthetic_slide, synthetic_slide_label0, tmp_path):
     single = compress_slide(synthetic_slide.path, encoder, tmp_path / "one", SETTINGS)
     np.testing.assert_allclose(grid_store.open_grid(results[0].store).embeddings(),
                                grid_store.open_grid(single.store).embeddings(), rtol=1e-4, atol=1e-5)
+
+
+def _corrupt_tile_under(path, x, y, tile=256):
+    """Overwrite the compressed bytes of the level-0 TIFF tile holding pixel (x, y)."""
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        per_row = -(-page.imagewidth // tile)
+        index = (y // tile) * per_row + (x // tile)
+        offset, count = page.dataoffsets[index], page.databytecounts[index]
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(b"\x13" * count)
+
+
+def test_a_really_corrupt_tile_costs_only_its_own_patches(tmp_path):
+    from medmtl.wsi import detect_tissue, open_slide, tile_slide
+    from medmtl.wsi.synthetic import make_synthetic_slide
+
+    info = make_synthetic_slide(tmp_path / "slide.tif", 2048, 1536, label=1, seed=3)
+    settings = CompressionSettings(patch_size=128, target_mpp=0.5, batch_size=16, readers=2, retries=1)
+    with open_slide(info.path) as slide:
+        grid = tile_slide(slide, 128, target_mpp=0.5, tissue=detect_tissue(slide), min_tissue_fraction=0.25,
+                          include_partial=True)
+    x, y = int(grid.x[len(grid) // 2]), int(grid.y[len(grid) // 2])
+    _corrupt_tile_under(info.path, x, y)
+    inside = int(np.sum((grid.x // 256 == x // 256) & (grid.y // 256 == y // 256)))
+    result = compress_slide(info.path, CountingEncoder(), tmp_path / "grids", settings)
+    # OpenSlide refuses every read after a failed one; reopening the slide keeps the rest readable
+    assert result.failed_tiles == inside
+    store = grid_store.open_grid(result.store)
+    assert int((np.abs(store.embeddings()).sum(axis=0) > 0).sum()) == len(grid) - inside

@@ -197,9 +197,11 @@ def _read_ahead(slide: Slide, grid: TileGrid, indices: np.ndarray,
 
 def _read_with_retries(slide: Slide, grid: TileGrid, index: int, retries: int) -> np.ndarray | None:
     for attempt in range(retries + 1):
+        generation = slide.generation
         try:
             return read_tile(slide, grid, index)
         except Exception as exc:  # a corrupt tile raises from the decoder, whatever the library
+            slide.reopen(generation)  # OpenSlide fails every later read after one bad tile
             if attempt == retries:
                 log.warning("%s: tile at (%d, %d) unreadable: %s", slide.path, grid.x[index], grid.y[index], exc)
     return None
