@@ -11,6 +11,7 @@ counted (``failed_tiles`` in the store's attributes and a warning), never skippe
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -182,29 +183,50 @@ def _encode(slide: Slide, grid: TileGrid, todo: np.ndarray, encoder: PatchEncode
 def _read_ahead(slide: Slide, grid: TileGrid, indices: np.ndarray,
                 settings: CompressionSettings) -> Iterator[tuple[int, np.ndarray | None]]:
     """``(index, tile [P, P, 3] uint8 or None)`` in order, read by a thread pool at most
-    ``prefetch_tiles`` ahead of the consumer."""
-    with ThreadPoolExecutor(max_workers=max(1, settings.readers), thread_name_prefix="tile-reader") as pool:
-        queue: deque[tuple[int, Future]] = deque()
-        position = 0
-        while position < len(indices) or queue:
-            while position < len(indices) and len(queue) < settings.prefetch_tiles:
-                index = int(indices[position])
-                queue.append((index, pool.submit(_read_with_retries, slide, grid, index, settings.retries)))
-                position += 1
-            index, future = queue.popleft()
-            yield index, future.result()
+    ``prefetch_tiles`` ahead of the consumer.
 
+    Each reader thread has its own handle on the slide: OpenSlide refuses every read on a handle
+    after one tile failed to decode, so a thread reopens its handle after a failure, and a corrupt
+    tile never spoils the reads of the other threads.
+    """
+    local = threading.local()
+    opened: list[Slide] = []
+    lock = threading.Lock()
 
-def _read_with_retries(slide: Slide, grid: TileGrid, index: int, retries: int) -> np.ndarray | None:
-    for attempt in range(retries + 1):
-        generation = slide.generation
-        try:
-            return read_tile(slide, grid, index)
-        except Exception as exc:  # a corrupt tile raises from the decoder, whatever the library
-            slide.reopen(generation)  # OpenSlide fails every later read after one bad tile
-            if attempt == retries:
-                log.warning("%s: tile at (%d, %d) unreadable: %s", slide.path, grid.x[index], grid.y[index], exc)
-    return None
+    def handle(fresh: bool = False) -> Slide:
+        current = getattr(local, "slide", None)
+        if current is None or fresh:
+            current = open_slide(slide.path, mpp=slide.mpp)
+            with lock:
+                opened.append(current)
+            local.slide = current
+        return current
+
+    def read(index: int) -> np.ndarray | None:
+        for attempt in range(settings.retries + 1):
+            try:
+                return read_tile(handle(fresh=attempt > 0), grid, index)
+            except Exception as exc:  # a corrupt tile raises from the decoder, whatever the library
+                if attempt == settings.retries:
+                    local.slide = None  # the next tile starts on a fresh handle
+                    log.warning("%s: tile at (%d, %d) unreadable: %s", slide.path, grid.x[index], grid.y[index],
+                                exc)
+        return None
+
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, settings.readers), thread_name_prefix="tile-reader") as pool:
+            queue: deque[tuple[int, Future]] = deque()
+            position = 0
+            while position < len(indices) or queue:
+                while position < len(indices) and len(queue) < settings.prefetch_tiles:
+                    index = int(indices[position])
+                    queue.append((index, pool.submit(read, index)))
+                    position += 1
+                index, future = queue.popleft()
+                yield index, future.result()
+    finally:
+        for handle_ in opened:
+            handle_.close()
 
 
 def compress_slides(slides: list[Path], encoder: PatchEncoder, out_dir: Path,

@@ -12,7 +12,6 @@ pixels of the level read. Pixels come back as ``[H, W, 3]`` uint8 RGB; areas out
 from __future__ import annotations
 
 import math
-import threading
 from pathlib import Path
 from types import TracebackType
 
@@ -46,10 +45,6 @@ class Slide:
         self.mpp: float | None = mpp if mpp is not None else reader.metadata_mpp
         self.mpp_source: str | None = "argument" if mpp is not None else ("metadata" if self.mpp else None)
         self._closed = False
-        # readers replaced by reopen(); closed with the slide, since other threads may still use them
-        self._retired: list[OpenSlideReader | TiffReader] = []
-        self._reopen_lock = threading.Lock()
-        self.generation = 0
 
     # --- geometry -------------------------------------------------------------------------
     @property
@@ -148,23 +143,9 @@ class Slide:
         return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
 
     # --- life cycle -----------------------------------------------------------------------
-    def reopen(self, seen_generation: int) -> None:
-        """Open a fresh reader after a failed read (OpenSlide refuses every later read once one
-        tile failed to decode). Threads that saw the same failure reopen only once:
-        ``seen_generation`` is the :attr:`generation` read before the failed call."""
-        with self._reopen_lock:
-            if self._closed or self.generation != seen_generation:
-                return
-            self._retired.append(self._reader)
-            self._reader = type(self._reader)(self.path)
-            self.generation += 1
-
     def close(self) -> None:
         if not self._closed:
             self._reader.close()
-            for reader in self._retired:
-                reader.close()
-            self._retired.clear()
             self._closed = True
 
     def __enter__(self) -> Slide:
