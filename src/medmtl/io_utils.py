@@ -6,7 +6,7 @@ import json
 import math
 import os
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 
@@ -30,18 +30,21 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN/inf as None, NumPy/torch scalars as Python numbers, paths as strings."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item"):
-        return _json_safe(value.item())
+        return json_safe(value.item())
+    if isinstance(value, PurePath):
+        return str(value)
     return value
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:
     """JSON with NaN/inf written as null (valid JSON for every reader)."""
-    atomic_write_text(path, json.dumps(_json_safe(data), indent=2) + "\n")
+    atomic_write_text(path, json.dumps(json_safe(data), indent=2) + "\n")

@@ -137,7 +137,7 @@ class MultiTaskDataset(Dataset):
         base = self._base(index)
         sample: Sample = {key: value.clone() for key, value in base.items()}
         sample["name"] = record.name
-        sample.update(_target_tensors(record))
+        sample.update(target_tensors(record))
         if self.transform is not None:
             sample = self.transform(sample)
         return sample
@@ -146,7 +146,8 @@ class MultiTaskDataset(Dataset):
         self._cache.clear()
 
 
-def _target_tensors(record: Record) -> Sample:
+def target_tensors(record: Record) -> Sample:
+    """The record's non-image targets as tensors (``label``, ``survival``, values…)."""
     out: Sample = {}
     for key, value in record.targets.items():
         if value is None:

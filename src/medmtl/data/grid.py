@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from medmtl.data.collate import Sample
-from medmtl.data.dataset import _target_tensors
+from medmtl.data.dataset import target_tensors
 from medmtl.data.records import Record
 from medmtl.errors import DataError
 from medmtl.wsi.grid_store import open_grid
@@ -99,5 +99,5 @@ class GridDataset(Dataset):
             image = dihedral(image, _uniform(0, 7))
         record = self.records[index]
         sample: Sample = {"image": image.contiguous(), "name": record.name}
-        sample.update(_target_tensors(record))
+        sample.update(target_tensors(record))
         return sample

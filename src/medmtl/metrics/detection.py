@@ -92,8 +92,8 @@ def froc_curve(matches: Sequence[ImageMatches]) -> tuple[np.ndarray, np.ndarray,
     n_lesions = sum(m.n_lesions for m in matches)
     if n_images == 0:
         return np.zeros(1), np.full(1, math.nan), np.full(1, math.inf)
-    scores = np.concatenate([m.scores for m in matches]) if matches else np.zeros(0)
-    flags = np.concatenate([m.is_tp for m in matches]) if matches else np.zeros(0, bool)
+    scores = np.concatenate([m.scores for m in matches])
+    flags = np.concatenate([m.is_tp for m in matches])
     order = np.argsort(-scores, kind="mergesort")
     scores, flags = scores[order], flags[order]
     tp = np.cumsum(flags)

@@ -124,8 +124,7 @@ class _RowWriter:
                  todo: np.ndarray) -> None:
         self.store, self.grid, self.channels = store, grid, channels
         self.width = grid.grid_shape[1]
-        counts = np.bincount(grid.rows[todo], minlength=grid.grid_shape[0]) if len(todo) else \
-            np.zeros(grid.grid_shape[0], dtype=np.int64)
+        counts = np.bincount(grid.rows[todo], minlength=grid.grid_shape[0])
         self.remaining = {int(row): int(counts[row]) for row in pending}
         self.buffers: dict[int, np.ndarray] = {}
         for row, count in self.remaining.items():  # rows without tissue are finished at once

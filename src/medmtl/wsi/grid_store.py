@@ -25,6 +25,7 @@ import numpy as np
 import zarr
 
 from medmtl.errors import DataError
+from medmtl.io_utils import json_safe
 
 FORMAT_VERSION = 1
 PARTIAL_SUFFIX = ".partial"
@@ -101,7 +102,7 @@ def create_or_resume(out_dir: Path, name: str, channels: int, tissue: np.ndarray
         try:
             group = zarr.open_group(str(partial), mode="r+")
             same = (tuple(group["embeddings"].shape) == (channels, height, width)
-                    and all(group.attrs.get(k) == _jsonable(v) for k, v in wanted.items()))
+                    and all(group.attrs.get(k) == json_safe(v) for k, v in wanted.items()))
         except Exception:
             same = False
         if same:
@@ -116,7 +117,7 @@ def create_or_resume(out_dir: Path, name: str, channels: int, tissue: np.ndarray
     group.create_array("row_done", shape=(height,), chunks=(1,), dtype="bool", fill_value=False)
     group["tissue"][:] = tissue
     group["coords"][:] = coords
-    group.attrs.update({k: _jsonable(v) for k, v in wanted.items()})
+    group.attrs.update(json_safe(wanted))
     return GridStore(partial, group)
 
 
@@ -142,14 +143,3 @@ def open_grid(path: str | Path) -> GridStore:
         raise DataError(path, "is not a finished medmtl grid store (interrupted compression? run it again)")
     return GridStore(path, zarr.open_group(str(path), mode="r"))
 
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value

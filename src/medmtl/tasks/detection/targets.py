@@ -46,7 +46,7 @@ def build_targets(batch: dict[str, Any], num_classes: int, label_source: LabelSo
         name = f"sample '{batch['name'][row]}'"
         boxes = batch["targets"][box_key][row].to(device=device, dtype=torch.float32).reshape(-1, 4)
         check_boxes(boxes, height, width, name)
-        labels = _labels(batch, row, len(boxes), label_source, label_key, box_key, name, task_name)
+        labels = box_classes(batch, row, len(boxes), label_source, label_key, box_key, task_name)
         if labels.numel() and (labels.min() < 1 or labels.max() > num_classes):
             raise DataError(name, f"box class {int(labels.max() if labels.max() > num_classes else labels.min())} "
                                   f"is outside 1..{num_classes} (tasks.{task_name}.num_classes)")
@@ -58,8 +58,11 @@ def build_targets(batch: dict[str, Any], num_classes: int, label_source: LabelSo
     return targets
 
 
-def _labels(batch: dict[str, Any], row: int, count: int, label_source: LabelSource, label_key: str, box_key: str,
-            name: str, task_name: str) -> torch.Tensor:
+def box_classes(batch: dict[str, Any], row: int, count: int, label_source: LabelSource, label_key: str = "label",
+                box_key: str = "boxes", task_name: str = "detection") -> torch.Tensor:
+    """Classes ``[count]`` (long) of the ``count`` boxes of ``batch`` row ``row``: the image label + 1
+    with ``label_source="image_label"``, else the boxes' own labels (1 when there are none)."""
+    name = f"sample '{batch['name'][row]}'"
     if label_source == "image_label":
         present = batch["present"].get(label_key)
         if present is None or not bool(present[row]):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from medmtl.tasks.base import Outputs, Task
 from medmtl.tasks.detection.neck import EncoderPyramid
 from medmtl.tasks.detection.roi_heads import LesionRoIHeads
 from medmtl.tasks.detection.rpn import ProposalNetwork
-from medmtl.tasks.detection.targets import LabelSource, build_targets
+from medmtl.tasks.detection.targets import LabelSource, box_classes, build_targets
 
 #: how the detector's loss parts are grouped under the paper's λ₁ (class), λ₂ (box), λ₃ (mask)
 LOSS_GROUPS = {"rpn_objectness": "classification", "roi_class": "classification", "rpn_box": "box",
@@ -182,7 +182,8 @@ class DetectionTask(Task):
         truth = []
         for row in rows:
             item = {"boxes": batch["targets"][self.target_key][row].reshape(-1, 4).cpu().numpy()}
-            item["labels"] = self._truth_labels(batch, row, len(item["boxes"]))
+            item["labels"] = box_classes(batch, row, len(item["boxes"]), self.label_source, self.label_key,
+                                         self.target_key, self.name).cpu().numpy()
             item["image_positive"] = self._image_positive(batch, row, item["labels"])
             mask_present = batch["present"].get("mask")
             if mask_present is not None and bool(mask_present[row]):
@@ -198,15 +199,6 @@ class DetectionTask(Task):
             if present is None or not bool(present[row]):
                 return -1
         return int((labels == self.veto_class).any())
-
-    def _truth_labels(self, batch: dict[str, Any], row: int, count: int) -> np.ndarray:
-        if self.label_source == "image_label":
-            present = batch["present"].get(self.label_key)
-            if count and present is not None and bool(present[row]):
-                return np.full(count, int(batch["targets"][self.label_key][row]) + 1)
-            return np.ones(count, dtype=np.int64)
-        labels = batch["targets"].get("box_labels")
-        return np.ones(count, dtype=np.int64) if labels is None else labels[row].reshape(-1).cpu().numpy()
 
     def summarize(self, prediction: Detections, target: list[dict]) -> dict[str, np.ndarray]:
         """Per image (object arrays): detections, class-agnostic lesion detections, ground truth;
