@@ -50,6 +50,9 @@ def evaluate(
     split: Annotated[str, typer.Option(help="train, val or test")] = "val",
     data: Annotated[Optional[str], typer.Option(help="override data.root (e.g. another copy of the data)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="where to write the metrics (default RUN/metrics_<split>.json)")] = None,
+    overrides: Annotated[Optional[list[str]], typer.Argument(
+        help="data.key=value overrides for the evaluation data, e.g. data.include_normal=true")] = None,
+    report: Annotated[bool, typer.Option(help="also (re)write RUN/report/ for this split")] = False,
 ) -> None:
     """Evaluate the best checkpoint of a run on a split, with bootstrap 95% CIs."""
     try:
@@ -58,9 +61,10 @@ def evaluate(
         from medmtl.io_utils import atomic_write_json
         from medmtl.training.evaluation import evaluate as evaluate_model
         from medmtl.training.loaders import make_loader
-        from medmtl.training.run import load_run
+        from medmtl.training.run import load_run, with_data_overrides
 
         cfg, model = load_run(run_dir)
+        cfg = with_data_overrides(cfg, overrides or [])
         if data is not None:
             cfg.data.root = data
         datasets = build_datasets(cfg.data)
@@ -72,6 +76,10 @@ def evaluate(
         atomic_write_json(target, metrics)
         _show(metrics, f"{split} metrics")
         console.print(f"wrote {target}")
+        if report:
+            from medmtl.report.run_report import write_report
+
+            console.print(f"report: {write_report(run_dir, cfg, model, loader, metrics, split=split)}")
     except MedMTLError as error:
         _fail(error)
 
@@ -111,6 +119,7 @@ def compare(
     splits: Annotated[str, typer.Option(help="comma-separated split numbers, e.g. 1,2,3")] = "1",
     single: Annotated[Optional[str], typer.Option(help="comma-separated tasks to train alone (default: all but reconstruction)")] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key.path=value overrides for every run")] = None,
+    report: Annotated[bool, typer.Option(help="write each run's report/ (ROC/FROC curves, overlays)")] = True,
 ) -> None:
     """Train each task alone and all tasks together on each split; tabulate mean ± std."""
     try:
@@ -124,7 +133,7 @@ def compare(
             raise ConfigError("--splits", f"'{splits}' is not a comma-separated list of integers") from None
         cfg = load_config(config, overrides or [])
         chosen = [s.strip() for s in single.split(",")] if single else None
-        run_comparison(cfg, out, split_numbers, chosen)
+        run_comparison(cfg, out, split_numbers, chosen, report=report)
         typer.echo((out / "comparison.md").read_text())
     except MedMTLError as error:
         _fail(error)
@@ -232,18 +241,9 @@ def _show(metrics: dict, title: str) -> None:
 
 
 def _report(out: Path, split: str, metrics: dict) -> None:
-    """Write the run report for ``split`` (the training split when the data has no such split)."""
-    from medmtl.data.build import build_datasets
-    from medmtl.report.run_report import write_report
-    from medmtl.training.loaders import make_loader
-    from medmtl.training.run import load_run
+    from medmtl.report.run_report import report_run
 
-    cfg, model = load_run(out)
-    datasets = build_datasets(cfg.data)
-    split = split if split in datasets else "train"
-    loader = make_loader(datasets[split], cfg.data.batch_size, 0, shuffle=False)
-    path = write_report(out, cfg, model, loader, metrics, split=split)
-    console.print(f"report: {path}")
+    console.print(f"report: {report_run(out, metrics, split)}")
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -3,7 +3,7 @@
 For a multi-task configuration, trains every task alone and all tasks together on each
 requested split, then tabulates each task's metrics as mean ± std over the splits::
 
-    DIR/<variant>/split<k>/      one ordinary run directory per (variant, split)
+    DIR/<variant>/split<k>/      one ordinary run directory per (variant, split), with report/
     DIR/comparison.json          {variant: {task: {metric: {"mean", "std", "values"}}}}
     DIR/comparison.md            the same as a Markdown table
 
@@ -69,7 +69,10 @@ def for_split(config: RunConfig, split: int) -> RunConfig:
     return config_from_dict(raw, source=f"split {split}")
 
 
-def run_comparison(config: RunConfig, out_dir: Path, splits: list[int], single: list[str] | None = None) -> dict[str, Any]:
+def run_comparison(config: RunConfig, out_dir: Path, splits: list[int], single: list[str] | None = None,
+                   report: bool = False) -> dict[str, Any]:
+    """Train (or read, when finished) every variant on every split; ``report`` writes each new run's report/."""
+    from medmtl.report.run_report import report_run
     from medmtl.training.run import train
 
     results: dict[str, dict[int, dict]] = {}
@@ -82,6 +85,8 @@ def run_comparison(config: RunConfig, out_dir: Path, splits: list[int], single: 
                 results[name][split] = json.loads(metrics_file.read_text())
                 continue
             results[name][split] = train(for_split(variant, split), run_dir).metrics
+            if report and results[name][split]:
+                report_run(run_dir, results[name][split])
     summary = summarize(results)
     atomic_write_json(out_dir / "comparison.json", summary)
     atomic_write_text(out_dir / "comparison.md", markdown(summary, splits))

@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score, roc_curve
 
-from medmtl.metrics import accuracy, balanced_accuracy, classification_metrics, roc_auc, roc_curve_points
+from medmtl.metrics import accuracy, balanced_accuracy, classification_metrics, roc_auc, roc_curve_points, roc_curves
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -96,6 +96,22 @@ def test_roc_curve_points_match_sklearn() -> None:
     assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc(labels, scores))
     with pytest.raises(ValueError):
         roc_curve_points(np.zeros(5), np.arange(5.0))
+
+
+def test_roc_curves_binary_and_one_vs_rest() -> None:
+    rng = np.random.default_rng(6)
+    probs = rng.dirichlet(np.ones(2), 40)
+    labels = rng.integers(0, 2, 40)
+    curves = roc_curves(labels, probs)
+    assert list(curves) == [1]  # two classes: the positive class only
+    np.testing.assert_allclose(curves[1][1], roc_curve(labels, probs[:, 1])[1])
+    probs = rng.dirichlet(np.ones(3), 40)
+    labels = np.where(rng.random(40) < 0.5, 0, 2)  # class 1 absent: no curve for it
+    curves = roc_curves(labels, probs)
+    assert list(curves) == [0, 2]
+    ref_fpr, ref_tpr, _ = roc_curve(labels == 2, probs[:, 2])
+    np.testing.assert_allclose(curves[2][0], ref_fpr)
+    np.testing.assert_allclose(curves[2][1], ref_tpr)
 
 
 def test_classification_metrics_summary() -> None:

@@ -63,6 +63,12 @@ def test_train_evaluate_predict_and_report(tiny_config_file, tmp_path):
     assert json.loads((out / "metrics_val.json").read_text())["segmentation"]["n"] == 24
     result = run_cli("evaluate", str(out), "--split", "test")
     assert result.returncode == 2 and "--split" in result.stderr
+    result = run_cli("evaluate", str(out), "--out", str(tmp_path / "other.json"), "data.phantom.n_val=12", "--report")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads((tmp_path / "other.json").read_text())["segmentation"]["n"] == 12
+    assert "| segmentation | n | 12 |" in (out / "report" / "report.md").read_text()  # the report was rewritten
+    result = run_cli("evaluate", str(out), "model.tasks.0.kind=regression")
+    assert result.returncode == 2 and "only data.*" in result.stderr and "Traceback" not in result.stderr
 
     images = []
     for i in range(2):
@@ -92,3 +98,22 @@ def test_cli_errors_are_clear(tmp_path):
 def test_help_everywhere(command):
     result = run_cli(*command, "--help")
     assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_compare_trains_every_variant_with_reports_and_skips_finished_runs(tiny_config_file, tmp_path):
+    out = tmp_path / "cmp"
+    args = ["compare", str(tiny_config_file), "--out", str(out), "--splits", "1,2", "trainer.max_epochs=1"]
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((out / "comparison.json").read_text())
+    assert set(summary) == {"single-classification", "single-segmentation", "multi-task"}
+    assert len(summary["multi-task"]["classification"]["auc"]["values"]) == 2
+    for variant in summary:
+        assert (out / variant / "split2" / "report" / "report.md").exists()
+    assert (out / "single-classification" / "split1" / "report" / "roc_classification.csv").exists()
+    assert "multi-task" in (out / "comparison.md").read_text()
+
+    before = (out / "multi-task" / "split1" / "metrics.json").stat().st_mtime_ns
+    result = run_cli(*args)  # everything finished: nothing is trained again
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (out / "multi-task" / "split1" / "metrics.json").stat().st_mtime_ns == before

@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -28,6 +29,10 @@ def test_four_task_preset_trains_with_a_switched_off_task_and_predicts(tmp_path)
     log = (out / "logs" / "csv" / "metrics.csv").read_text().splitlines()[0]
     assert "val/detection/rpn_objectness" in log and "val/detection/mask" in log  # the parts are logged
     assert (out / "report" / "froc_detection.png").exists()
+    froc = pd.read_csv(out / "report" / "froc_detection.csv")  # the plotted points, for cross-run figures
+    assert froc["tpr"][froc["fpi"] <= 4].max() == pytest.approx(metrics["detection"]["tpr_fpi_4"])
+    roc = pd.read_csv(out / "report" / "roc_classification.csv")
+    assert set(roc["class"]) <= {0, 1, 2} and roc["fpr"].between(0, 1).all()
 
     image = tmp_path / "scan.png"
     Image.fromarray((torch.rand(60, 80) * 255).byte().numpy()).save(image)

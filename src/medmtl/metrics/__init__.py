@@ -11,6 +11,7 @@ from medmtl.metrics.classification import (
     classification_metrics,
     roc_auc,
     roc_curve_points,
+    roc_curves,
 )
 from medmtl.metrics.regression import mae, mse, regression_metrics, spearman
 from medmtl.metrics.segmentation import dice_per_image, iou_per_image, segmentation_metrics
@@ -31,6 +32,7 @@ __all__ = [
     "regression_metrics",
     "roc_auc",
     "roc_curve_points",
+    "roc_curves",
     "segmentation_metrics",
     "spearman",
     "survival_metrics",

@@ -148,6 +148,27 @@ def roc_curve_points(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:
     return fpr.astype(np.float64), tpr.astype(np.float64)
 
 
+def roc_curves(labels: Any, probs: Any) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """ROC curves of class probabilities: class 1 when there are two classes, else one-vs-rest.
+
+    Args:
+        labels: ``[N]`` integer class labels.
+        probs: ``[N, K]`` class probabilities.
+
+    Returns:
+        ``{class: (fpr, tpr)}``; a class that is absent (or the only one present) is left out.
+    """
+    labels = as_numpy(labels)
+    probs = as_numpy(probs)
+    classes = [1] if probs.shape[1] == 2 else list(range(probs.shape[1]))
+    curves = {}
+    for cls in classes:
+        positive = (labels == cls).astype(int)
+        if positive.min() != positive.max():
+            curves[cls] = roc_curve_points(positive, probs[:, cls])
+    return curves
+
+
 def _check_pair(labels: Any, predicted: Any) -> tuple[np.ndarray, np.ndarray]:
     labels = as_numpy(labels)
     predicted = as_numpy(predicted)

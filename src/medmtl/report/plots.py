@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from medmtl.metrics import roc_auc, roc_curve_points  # noqa: E402
+from medmtl.metrics import roc_auc, roc_curves  # noqa: E402
 
 
 def plot_loss_curves(metrics_csv: Path, out_png: Path) -> Path | None:
@@ -42,20 +42,12 @@ def plot_loss_curves(metrics_csv: Path, out_png: Path) -> Path | None:
 
 def plot_roc(labels: np.ndarray, probs: np.ndarray, out_png: Path, title: str = "ROC") -> Path | None:
     """Binary ROC (positive = class 1), or one-vs-rest curves for more classes."""
-    classes = probs.shape[1]
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    targets = [1] if classes == 2 else list(range(classes))
-    drawn = False
-    for cls in targets:
-        binary = (labels == cls).astype(int)
-        if binary.min() == binary.max():
-            continue
-        fpr, tpr = roc_curve_points(binary, probs[:, cls])
-        ax.plot(fpr, tpr, label=f"class {cls}: AUC {roc_auc(binary, probs[:, cls]):.3f}")
-        drawn = True
-    if not drawn:
-        plt.close(fig)
+    curves = roc_curves(labels, probs)
+    if not curves:
         return None
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    for cls, (fpr, tpr) in curves.items():
+        ax.plot(fpr, tpr, label=f"class {cls}: AUC {roc_auc((labels == cls).astype(int), probs[:, cls]):.3f}")
     ax.plot([0, 1], [0, 1], ":", color="grey")
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")

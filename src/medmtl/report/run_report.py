@@ -1,4 +1,8 @@
-"""A Markdown report of a run: metrics table, loss curves, ROC curves and overlays."""
+"""A Markdown report of a run: metrics table, loss curves, ROC/FROC curves and overlays.
+
+Beside each curve's PNG the report writes its points as CSV (``roc_<task>.csv``: class, fpr, tpr;
+``froc_<task>.csv``: fpi, tpr) so curves of several runs can be drawn together.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from medmtl.config import RunConfig
 from medmtl.io_utils import atomic_write_text
 from medmtl.model import MultiTaskModel
+from medmtl.metrics import roc_curves
 from medmtl.metrics.detection import froc_curve, image_matches
 from medmtl.report.plots import plot_froc, plot_loss_curves, plot_overlays, plot_roc
 from medmtl.report.tables import markdown_table
@@ -35,8 +41,9 @@ def write_report(run_dir: Path, config: RunConfig, model: MultiTaskModel, loader
     summaries = collect_summaries(model, loader, description="report")
     for name, task in model.tasks.items():
         if isinstance(task, ClassificationTask) and summaries.get(name):
-            png = plot_roc(summaries[name]["labels"], summaries[name]["probs"], report_dir / f"roc_{name}.png",
-                           title=f"ROC — {name} ({split})")
+            labels, probs = summaries[name]["labels"], summaries[name]["probs"]
+            _write_roc_points(labels, probs, report_dir / f"roc_{name}.csv")
+            png = plot_roc(labels, probs, report_dir / f"roc_{name}.png", title=f"ROC — {name} ({split})")
             if png:
                 sections.append(f"## ROC — {name}\n\n![ROC {name}]({png.name})")
         if isinstance(task, DetectionTask) and summaries.get(name):
@@ -50,6 +57,20 @@ def write_report(run_dir: Path, config: RunConfig, model: MultiTaskModel, loader
     return path
 
 
+def report_run(run_dir: str | Path, metrics: dict[str, dict[str, Any]], split: str = "val") -> Path:
+    """Load a run's best model and write its report for ``split`` (the training split if the data has no such split)."""
+    from medmtl.data.build import build_datasets
+    from medmtl.training.loaders import make_loader
+    from medmtl.training.run import load_run
+
+    run_dir = Path(run_dir)
+    config, model = load_run(run_dir)
+    datasets = build_datasets(config.data)
+    split = split if split in datasets else "train"
+    loader = make_loader(datasets[split], config.data.batch_size, 0, shuffle=False)
+    return write_report(run_dir, config, model, loader, metrics, split=split)
+
+
 def _detection_figures(name: str, task: DetectionTask, summary: dict[str, np.ndarray], report_dir: Path,
                        split: str) -> list[str]:
     """FROC curve of the lesion detections and ROC of the image-level (malignant-veto) score."""
@@ -57,16 +78,26 @@ def _detection_figures(name: str, task: DetectionTask, summary: dict[str, np.nda
     matches = [image_matches(b, s, g, task.froc_iou)
                for b, s, g in zip(summary["lesion_boxes"], summary["lesion_scores"], summary["gt_boxes"])]
     fpi, tpr, _ = froc_curve(matches)
+    atomic_write_text(report_dir / f"froc_{name}.csv", pd.DataFrame({"fpi": fpi, "tpr": tpr}).to_csv(index=False))
     png = plot_froc({name: (fpi, tpr)}, report_dir / f"froc_{name}.png", title=f"FROC — {name} ({split})")
     if png:
         sections.append(f"## FROC — {name}\n\n![FROC {name}]({png.name})")
     known = summary["image_positive"] >= 0
     score = summary["image_score"][known]
-    png = plot_roc(summary["image_positive"][known], np.stack([1 - score, score], axis=1), report_dir / f"roc_{name}.png",
+    probs = np.stack([1 - score, score], axis=1)
+    _write_roc_points(summary["image_positive"][known], probs, report_dir / f"roc_{name}.csv")
+    png = plot_roc(summary["image_positive"][known], probs, report_dir / f"roc_{name}.png",
                    title=f"ROC — {name}, image level ({split})")
     if png:
         sections.append(f"## ROC — {name} (image level)\n\n![ROC {name}]({png.name})")
     return sections
+
+
+def _write_roc_points(labels: np.ndarray, probs: np.ndarray, out_csv: Path) -> None:
+    """ROC points (class, fpr, tpr) of ``probs`` ``[N, K]`` against ``labels`` ``[N]``, as ``plot_roc`` draws them."""
+    rows = [pd.DataFrame({"class": cls, "fpr": fpr, "tpr": tpr}) for cls, (fpr, tpr) in roc_curves(labels, probs).items()]
+    if rows:
+        atomic_write_text(out_csv, pd.concat(rows).to_csv(index=False))
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
 from medmtl.builders import build_balancer, build_model
-from medmtl.config import RunConfig, config_from_dict, save_config
+from medmtl.config import RunConfig, apply_overrides, config_from_dict, save_config
 from medmtl.errors import ConfigError, DataError
 from medmtl.io_utils import atomic_write_json
 from medmtl.model import MultiTaskModel
@@ -145,3 +145,17 @@ def load_run(run_dir: str | Path) -> tuple[RunConfig, MultiTaskModel]:
     load_weights(model, checkpoint)
     model.eval()
     return config, model
+
+
+def with_data_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:
+    """``config`` with ``data.key=value`` overrides applied, e.g. to evaluate a run on other images.
+
+    Only the data section may change: the weights were trained for the run's model, loss and tasks.
+    """
+    for item in overrides:
+        if not item.startswith("data."):
+            raise ConfigError(item, "only data.* settings can change when evaluating a trained run")
+    if not overrides:
+        return config
+    raw = apply_overrides(config.model_dump(mode="json"), overrides)
+    return config_from_dict(raw, source="evaluation overrides")
