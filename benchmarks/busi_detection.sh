@@ -37,7 +37,8 @@ run_job() {
   esac
 }
 
-# longest first (measured: a compare split ≈ 27 min, FT-MTL-Net ≈ 20, a four-task subset 9–14 at 15 epochs)
+# longest first (measured at 12 epochs, two lanes: a compare split ≈ 33 min, FT-MTL-Net ≈ 28,
+# a four-task subset 11–13, FT-MTL-Net without transfer ≈ 9)
 jobs=(compare-1 compare-2 compare-3 ft-mtl-net-1 ft-mtl-net-2 ft-mtl-net-3 no-transfer-1 no-transfer-2
       no-transfer-3 cls-seg-det-1 cls-seg-det-2 cls-seg-det-3 cls-det-1 cls-det-2 cls-det-3)
 

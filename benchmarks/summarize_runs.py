@@ -5,7 +5,8 @@ plus one FROC and one ROC figure with a curve per model.
 
 Table 1 columns: image-level AUC (the classification head's, else the detection head's
 malignant-veto score), Dice and IoU (segmentation head, else the detection head's masks), the
-detection head's TPR at 0.5/1/2/4 false positives per image and AP@0.5. Only trained heads
+detection head's TPR at 0.5/1/2/4 false positives per image and class-agnostic (lesion) AP@0.5, so that
+a 3-class FT-MTL-Net head and a 1-class lesion head are scored alike. Only trained heads
 (loss weight > 0) count. Table 2 (when ``metrics_val_normals.json`` files exist, written by
 ``medmtl evaluate RUN data.include_normal=true``): the FROC operating points again with the
 split's normal images added as lesion-free negatives.
@@ -33,7 +34,7 @@ COLUMNS = [("AUC", ("classification", "auc"), ("detection", "auc")),
            ("Dice", ("segmentation", "dice"), ("detection", "dice")),
            ("IoU", ("segmentation", "iou"), ("detection", "iou")),
            *FROC_COLUMNS,
-           ("AP50", ("detection", "ap50"))]
+           ("AP50", ("detection", "ap50_lesion"))]
 MAX_FPI = 4.0
 
 
