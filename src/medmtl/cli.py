@@ -59,7 +59,7 @@ def evaluate(
         from medmtl.data.build import build_datasets
         from medmtl.errors import ConfigError
         from medmtl.io_utils import atomic_write_json
-        from medmtl.training.evaluation import evaluate as evaluate_model
+        from medmtl.training.evaluation import collect_summaries, metrics_from_summaries
         from medmtl.training.loaders import make_loader
         from medmtl.training.run import load_run, with_data_overrides
 
@@ -71,7 +71,8 @@ def evaluate(
         if split not in datasets:
             raise ConfigError("--split", f"'{split}' is not available; the data has {sorted(datasets)}")
         loader = make_loader(datasets[split], cfg.data.batch_size, 0, shuffle=False)
-        metrics = evaluate_model(model, loader, cfg.trainer.n_bootstrap, cfg.seed)
+        summaries = collect_summaries(model, loader)  # one pass over the data, for the metrics and the report
+        metrics = metrics_from_summaries(model, summaries, cfg.trainer.n_bootstrap, cfg.seed)
         target = out or run_dir / f"metrics_{split}.json"
         atomic_write_json(target, metrics)
         _show(metrics, f"{split} metrics")
@@ -79,7 +80,8 @@ def evaluate(
         if report:
             from medmtl.report.run_report import write_report
 
-            console.print(f"report: {write_report(run_dir, cfg, model, loader, metrics, split=split)}")
+            path = write_report(run_dir, cfg, model, loader, metrics, split=split, summaries=summaries)
+            console.print(f"report: {path}")
     except MedMTLError as error:
         _fail(error)
 

@@ -25,8 +25,13 @@ from medmtl.training.evaluation import collect_summaries
 
 
 def write_report(run_dir: Path, config: RunConfig, model: MultiTaskModel, loader: Any,
-                 metrics: dict[str, dict[str, Any]], split: str = "val", n_overlays: int = 8) -> Path:
-    """Write ``run_dir/report/report.md`` with its figures beside it; returns the path."""
+                 metrics: dict[str, dict[str, Any]], split: str = "val", n_overlays: int = 8,
+                 summaries: dict[str, dict[str, np.ndarray]] | None = None) -> Path:
+    """Write ``run_dir/report/report.md`` with its figures beside it; returns the path.
+
+    ``summaries`` (from ``collect_summaries`` over ``loader``) spares a second pass over the data
+    when the caller has them already.
+    """
     report_dir = run_dir / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
     sections = [f"# medmtl run report\n\nRun: `{run_dir}`  \nSplit evaluated: **{split}**  \n"
@@ -38,7 +43,8 @@ def write_report(run_dir: Path, config: RunConfig, model: MultiTaskModel, loader
     if loss_png:
         sections.append("## Loss curves\n\n![loss curves](loss_curves.png)")
 
-    summaries = collect_summaries(model, loader, description="report")
+    if summaries is None:
+        summaries = collect_summaries(model, loader, description="report")
     for name, task in model.tasks.items():
         if isinstance(task, ClassificationTask) and summaries.get(name):
             labels, probs = summaries[name]["labels"], summaries[name]["probs"]
