@@ -8,11 +8,12 @@ BIN := $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# every extra: the demo and the full test suite need the whole-slide (wsi) one too
 install: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e ".[wsi]"
 
 install-test: $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[test]"
+	$(BIN)/pip install --quiet -e ".[wsi,test]"
 
 demo: install
 	$(BIN)/medmtl demo --out runs/demo

@@ -10,7 +10,7 @@ out=${1:-runs/busi-detection}
 epochs=${2:-25}
 lanes=${3:-2}
 medmtl=${MEDMTL_BIN:-.venv/bin/medmtl}
-common=("model.encoder={name: small_cnn, options: {width: 16, depth: 5}}" "trainer.max_epochs=$epochs"
+common=("model.encoder={name: small_cnn, options: {width: 16, stages: 5}}" "trainer.max_epochs=$epochs"
         trainer.progress_bar=false trainer.num_threads=1)
 mkdir -p "$out"
 claims=$(mktemp -d)
@@ -27,12 +27,12 @@ run_job() {
     # single-task classification / segmentation / detection and the four-task model (all weights 1)
     compare-*) "$medmtl" compare four-task --out "$out/four-task" --splits "$split" "${common[@]}" ;;
     # FT-MTL-Net with and without the segmentation-to-classification feature transfer
-    ft-mtl-net-*) train ft-mtl-net "$out/ft-mtl-net/split$split" "data.split=$split" ;;
-    no-transfer-*) train ft-mtl-net "$out/ft-mtl-net-no-transfer/split$split" "data.split=$split" \
+    ft-mtl-net-*) train ft-mtl-net "$out/ft-mtl-net/split$split" "data.fold=$split" ;;
+    no-transfer-*) train ft-mtl-net "$out/ft-mtl-net-no-transfer/split$split" "data.fold=$split" \
                      model.tasks.0.feature_transfer=false ;;
     # informative subsets by 0/1 weights (switched-off heads are still evaluated, untrained)
-    cls-seg-det-*) train four-task "$out/cls-seg-det/split$split" "data.split=$split" loss.weights.reconstruction=0 ;;
-    cls-det-*) train four-task "$out/cls-det/split$split" "data.split=$split" \
+    cls-seg-det-*) train four-task "$out/cls-seg-det/split$split" "data.fold=$split" loss.weights.reconstruction=0 ;;
+    cls-det-*) train four-task "$out/cls-det/split$split" "data.fold=$split" \
                  loss.weights.reconstruction=0 loss.weights.segmentation=0 ;;
   esac
 }

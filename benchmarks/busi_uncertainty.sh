@@ -5,6 +5,6 @@ set -euo pipefail
 out=${1:-runs/busi-uncertainty}
 medmtl=${MEDMTL_BIN:-.venv/bin/medmtl}
 for split in 1 2 3; do
-  "$medmtl" train busi-cls-seg --out "$out/split$split" --no-report data.split=$split \
+  "$medmtl" train busi-cls-seg --out "$out/split$split" --no-report data.fold=$split \
     loss.balancer=uncertainty trainer.max_epochs=25 trainer.progress_bar=false
 done

@@ -34,7 +34,7 @@ for variant in multi-task single-task unsupervised; do
   "$medmtl" compress "$out"/slides/*.tif --encoder "$out/encoder-$variant" --out "$out/grids-$variant" \
     --mpp 1.0 --patch-size 64
   "$python" benchmarks/nic_make_slides.py --grid-manifest "$out" "$variant"
-  # 5. the slide-level model on the grids (128 channels = small_cnn width 16, depth 4)
+  # 5. the slide-level model on the grids (128 channels = small_cnn width 16, 4 stages)
   "$medmtl" train nic-slide --out "$out/slide-$variant" "data.manifest=$out/grids-$variant/grids.csv" \
     data.channels=128 data.grid_size=32 "trainer.max_epochs=$slide_epochs" trainer.progress_bar=false --no-report
 done

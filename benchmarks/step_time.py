@@ -24,7 +24,7 @@ from medmtl.encoders import create_encoder
 from medmtl.model import MultiTaskModel
 from medmtl.tasks import ClassificationTask, DetectionTask, ReconstructionTask, SegmentationTask
 
-ENCODER_OPTIONS = {"small_cnn": {"width": 16, "depth": 5}}
+ENCODER_OPTIONS = {"small_cnn": {"width": 16, "stages": 5}}
 
 
 def make_tasks(names: list[str]) -> list:

@@ -31,7 +31,7 @@ from medmtl.wsi.compress import CompressionSettings, compress_slide
 from medmtl.wsi.patch_encoder import PatchEncoder
 from medmtl.wsi.synthetic import make_synthetic_slide
 
-ENCODER_OPTIONS = {"small_cnn": {"width": 16, "depth": 5}}
+ENCODER_OPTIONS = {"small_cnn": {"width": 16, "stages": 5}}
 
 
 def make_encoder(name: str) -> PatchEncoder:

@@ -8,7 +8,7 @@ import sys
 
 import torch
 
-from medmtl.data.image_io import boxes_and_labels_from_label_map
+from medmtl.data.boxes import boxes_from_label_map
 
 
 def make_samples(n: int = 4, size: int = 32, channels: int = 1, with_label=True, with_mask=True,
@@ -38,7 +38,7 @@ def tiny_config(**trainer) -> dict:
         "seed": 0,
         "data": {"kind": "phantom", "image_size": 32, "batch_size": 16,
                  "phantom": {"n_train": 48, "n_val": 24, "seed": 1}},
-        "model": {"encoder": {"name": "small_cnn", "options": {"width": 8, "depth": 3}},
+        "model": {"encoder": {"name": "small_cnn", "options": {"width": 8, "stages": 3}},
                   "tasks": [{"kind": "classification"}, {"kind": "segmentation"},
                             {"kind": "reconstruction"}]},
         "trainer": {"max_epochs": 2, "n_bootstrap": 50, "progress_bar": False, **trainer},
@@ -63,6 +63,6 @@ def square_sample(index: int, size: int = 64, lesion: bool = True, seed: int = 0
         y, x = (int(v) for v in torch.randint(2, size - side - 2, (2,), generator=g))
         mask[y:y + side, x:x + side] = 1
         image[0][mask > 0] += 0.7
-    boxes, labels = boxes_and_labels_from_label_map(mask.numpy())
+    boxes, labels = boxes_from_label_map(mask.numpy())
     return {"image": image, "name": f"sq{index}", "mask": mask, "boxes": torch.from_numpy(boxes),
             "box_labels": torch.from_numpy(labels), "label": torch.tensor(index % 2)}

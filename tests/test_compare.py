@@ -2,15 +2,15 @@ import math
 
 import pytest
 
-from medmtl.compare import for_split, markdown, summarize, variants
+from medmtl.compare import for_fold, markdown, summarize, variants
 from medmtl.config import config_from_dict
 from medmtl.errors import ConfigError
 
 
 def _config():
     return config_from_dict({
-        "data": {"kind": "busi", "split": 1, "split_train": "splits/busi_train{split}.txt",
-                 "split_val": "splits/busi_val{split}.txt"},
+        "data": {"kind": "busi", "fold": 1, "split_train": "splits/busi_train{fold}.txt",
+                 "split_val": "splits/busi_val{fold}.txt"},
         "model": {"tasks": [{"kind": "classification"}, {"kind": "segmentation"}, {"kind": "reconstruction"}]},
         "loss": {"weights": {"reconstruction": 0.5}},
         "trainer": {"monitor": "val/classification/auc"},
@@ -28,13 +28,20 @@ def test_variants_train_each_task_alone_and_all_together():
         variants(_config(), ["detection"])
 
 
-def test_for_split_sets_the_split_number():
-    assert for_split(_config(), 3).data.split == 3
+def test_for_fold_sets_the_partition_number():
+    assert for_fold(_config(), 3).data.fold == 3
+    # published splits: the k-fold range (data.folds) does not apply
+    assert for_fold(_config(), 7).data.fold == 7
+    kfold = config_from_dict({"data": {"kind": "busi"}, "model": {"tasks": [{"kind": "classification"}]}})
+    assert for_fold(kfold, 2).data.fold == 2
+    with pytest.raises(ConfigError, match="outside 1..5"):
+        for_fold(kfold, 6)
 
 
 def test_summary_mean_and_std():
     results = {"multi-task": {1: {"cls": {"auc": 0.8}}, 2: {"cls": {"auc": 0.9}}}}
-    summary = summarize(results)
+    summary = summarize(results, {"cls": ("auc", "accuracy")})
+    assert set(summary["multi-task"]["cls"]) == {"auc"}  # accuracy was never measured
     stats = summary["multi-task"]["cls"]["auc"]
     assert stats["mean"] == pytest.approx(0.85) and stats["std"] == pytest.approx(math.sqrt(0.005))
     assert "0.850 ± 0.071" in markdown(summary, [1, 2])

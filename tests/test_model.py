@@ -11,13 +11,13 @@ from medmtl.tasks.base import Task
 class _ConsumingTask(ClassificationTask):
     """A head reading another head's output (feature transfer wiring)."""
 
-    def forward(self, features, image, context):
+    def forward(self, features, image, context, batch=None):
         seg = context["segmentation"].softmax(1)[:, 1:].mean(dim=(1, 2, 3))
         return self.head(features) + seg[:, None]
 
 
 def _encoder():
-    return create_encoder("small_cnn", 1, width=8, depth=3)
+    return create_encoder("small_cnn", 1, width=8, stages=3)
 
 
 def test_consumer_runs_after_its_producer():

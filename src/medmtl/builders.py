@@ -6,19 +6,13 @@ from medmtl.balancing import LossBalancer, create_balancer
 from medmtl.config import RunConfig
 from medmtl.encoders import create_encoder
 from medmtl.model import MultiTaskModel
-from medmtl.tasks import TASKS, Task
-
-_NOT_CONSTRUCTOR_ARGS = {"kind", "name", "target", "consumes"}
+from medmtl.tasks import Task, task_class
 
 
 def build_tasks(config: RunConfig) -> list[Task]:
-    tasks = []
-    for index, task_cfg in enumerate(config.model.tasks):
-        options = {k: v for k, v in task_cfg.model_dump().items() if k not in _NOT_CONSTRUCTOR_ARGS}
-        if task_cfg.target is not None:
-            options["target_key"] = task_cfg.target
-        tasks.append(TASKS[task_cfg.kind](name=config.task_name(index), consumes=tuple(task_cfg.consumes), **options))
-    return tasks
+    """The configured tasks (their heads are built when the model is)."""
+    return [task_class(options.kind)(name=config.task_name(index), options=options)
+            for index, options in enumerate(config.model.tasks)]
 
 
 def build_model(config: RunConfig) -> MultiTaskModel:

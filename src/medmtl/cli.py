@@ -17,7 +17,10 @@ console = Console(stderr=True)
 
 
 def _fail(error: MedMTLError) -> None:
-    console.print(f"[bold red]error:[/] {error}")
+    from rich.markup import escape
+
+    # one line of plain text: not wrapped, and brackets in it ("medmtl[wsi]", paths) are not markup
+    console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -35,11 +38,11 @@ def train(
         from medmtl.training.run import train as run_training
 
         cfg = load_config(config, overrides or [])
-        result = run_training(cfg, out, resume=resume)
+        result = run_training(cfg, out, resume=resume, report=report)
         if result.metrics:
             _show(result.metrics, "validation metrics (best checkpoint)")
-            if report:
-                _report(out, "val", result.metrics)
+        if result.report is not None:
+            console.print(f"report: {result.report}")
     except MedMTLError as error:
         _fail(error)
 
@@ -56,21 +59,20 @@ def evaluate(
 ) -> None:
     """Evaluate the best checkpoint of a run on a split, with bootstrap 95% CIs."""
     try:
-        from medmtl.data.build import build_datasets
         from medmtl.errors import ConfigError
+        from medmtl.evaluation import collect_summaries, metrics_from_summaries
         from medmtl.io_utils import atomic_write_json
-        from medmtl.training.evaluation import collect_summaries, metrics_from_summaries
-        from medmtl.training.loaders import make_loader
+        from medmtl.training.loaders import build_run_datasets, evaluation_loader
         from medmtl.training.run import load_run, with_data_overrides
 
         cfg, model = load_run(run_dir)
         cfg = with_data_overrides(cfg, overrides or [])
         if data is not None:
             cfg.data.root = data
-        datasets = build_datasets(cfg.data)
+        datasets = build_run_datasets(cfg, model)
         if split not in datasets:
             raise ConfigError("--split", f"'{split}' is not available; the data has {sorted(datasets)}")
-        loader = make_loader(datasets[split], cfg.data.batch_size, 0, shuffle=False)
+        loader = evaluation_loader(cfg, datasets[split])
         summaries = collect_summaries(model, loader)  # one pass over the data, for the metrics and the report
         metrics = metrics_from_summaries(model, summaries, cfg.trainer.n_bootstrap, cfg.seed)
         target = out or run_dir / f"metrics_{split}.json"
@@ -118,7 +120,8 @@ def demo(
 def compare(
     config: Annotated[str, typer.Argument(help="a multi-task YAML file or preset name")],
     out: Annotated[Path, typer.Option("--out", help="comparison directory")],
-    splits: Annotated[str, typer.Option(help="comma-separated split numbers, e.g. 1,2,3")] = "1",
+    splits: Annotated[str, typer.Option(help="comma-separated partition numbers, e.g. 1,2,3; each sets data.fold "
+                                             "(a published split's {fold} in split-file paths, else a k-fold fold)")] = "1",
     single: Annotated[Optional[str], typer.Option(help="comma-separated tasks to train alone (default: all but reconstruction)")] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key.path=value overrides for every run")] = None,
     report: Annotated[bool, typer.Option(help="write each run's report/ (ROC/FROC curves, overlays)")] = True,
@@ -162,6 +165,10 @@ def compress(
     Finished slides are skipped; an interrupted slide resumes from its finished rows.
     """
     try:
+        from medmtl.extras import require
+
+        for module in ("tifffile", "zarr"):  # before the encoder is loaded: a missing extra stops at once
+            require(module, feature="compressing whole-slide images")
         from medmtl.wsi.compress import CompressionSettings, compress_slides
         from medmtl.wsi.patch_encoder import PatchEncoder
 
@@ -218,7 +225,7 @@ def show_grid(
 ) -> None:
     """Render a compressed slide: thumbnail, tissue mask and the embedding grid (PCA → RGB)."""
     try:
-        from medmtl.wsi.grid_store import open_grid
+        from medmtl.grid_store import open_grid
         from medmtl.wsi.visualize import render_grid
 
         console.print(f"wrote {render_grid(open_grid(store), out)}")
@@ -240,12 +247,6 @@ def _show(metrics: dict, title: str) -> None:
     from medmtl.report.tables import rich_table
 
     Console().print(rich_table(metrics, title))
-
-
-def _report(out: Path, split: str, metrics: dict) -> None:
-    from medmtl.report.run_report import report_run
-
-    console.print(f"report: {report_run(out, metrics, split)}")
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -1,15 +1,16 @@
 """Single-task vs multi-task comparison in one command.
 
-For a multi-task configuration, trains every task alone and all tasks together on each
-requested split, then tabulates each task's metrics as mean ± std over the splits::
+For a multi-task configuration, trains every task alone (except auxiliary tasks such as
+reconstruction) and all tasks together on each requested partition (``data.fold``), then
+tabulates each task's metrics (``Task.summary_metrics``) as mean ± std over the partitions::
 
     DIR/<variant>/split<k>/      one ordinary run directory per (variant, split), with report/
     DIR/comparison.json          {variant: {task: {metric: {"mean", "std", "values"}}}}
     DIR/comparison.md            the same as a Markdown table
 
-Splits: when the data section's split paths hold ``{split}`` the number sets ``data.split``;
-otherwise it selects ``data.fold``. Finished runs are skipped, so an
-interrupted comparison continues where it stopped.
+A partition number sets ``data.fold``: it replaces ``{fold}`` in split-file paths (published
+splits) or else selects the k-fold fold. Finished runs are skipped, so an interrupted
+comparison continues where it stopped.
 """
 
 from __future__ import annotations
@@ -22,24 +23,29 @@ from typing import Any
 
 import numpy as np
 
+from medmtl.builders import build_tasks
 from medmtl.config import RunConfig, config_from_dict
 from medmtl.errors import ConfigError
 from medmtl.io_utils import atomic_write_json, atomic_write_text
 
 MULTI_TASK = "multi-task"
-SUMMARY_METRICS = ("auc", "balanced_accuracy", "accuracy", "dice", "iou", "mae", "spearman", "c_index", "mse",
-                   "ap50", "tpr_fpi_0.5", "tpr_fpi_1", "tpr_fpi_2", "tpr_fpi_4", "froc_score")
+
+
+def summary_metrics(config: RunConfig) -> dict[str, tuple[str, ...]]:
+    """``{task name: the metrics its kind tabulates}`` (``Task.summary_metrics``)."""
+    return {task.name: tuple(task.summary_metrics) for task in build_tasks(config)}
 
 
 def variants(config: RunConfig, single: list[str] | None = None) -> dict[str, RunConfig]:
     """``{name: config}``: the multi-task config and one single-task config per chosen task.
 
-    By default every task except reconstruction (an auxiliary task) gets a single-task run.
+    By default every task except the auxiliary ones (``Task.auxiliary``: reconstruction) gets a
+    single-task run.
     """
     raw = config.model_dump(mode="json")
     names = [config.task_name(i) for i in range(len(config.model.tasks))]
     if single is None:
-        single = [n for n, t in zip(names, config.model.tasks) if t.kind != "reconstruction"]
+        single = [task.name for task in build_tasks(config) if not task.auxiliary]
     unknown = sorted(set(single) - set(names))
     if unknown:
         raise ConfigError("--single", f"names unknown task(s) {unknown}; tasks are {names}")
@@ -58,24 +64,21 @@ def variants(config: RunConfig, single: list[str] | None = None) -> dict[str, Ru
     return result
 
 
-def for_split(config: RunConfig, split: int) -> RunConfig:
-    """The config for split ``split``: ``data.split`` when split paths hold ``{split}``, else ``data.fold``."""
+def for_fold(config: RunConfig, fold: int) -> RunConfig:
+    """The config for partition ``fold``: ``data.fold``, which replaces ``{fold}`` in split-file
+    paths (published splits) or else selects the k-fold fold."""
     raw = config.model_dump(mode="json")
-    data = raw["data"]
-    if any(isinstance(v, str) and "{split}" in v for v in data.values()):
-        data["split"] = split
-    else:
-        data["fold"] = split
-    return config_from_dict(raw, source=f"split {split}")
+    raw["data"]["fold"] = fold
+    return config_from_dict(raw, source=f"fold {fold}")
 
 
 def run_comparison(config: RunConfig, out_dir: Path, splits: list[int], single: list[str] | None = None,
                    report: bool = False) -> dict[str, Any]:
     """Train (or read, when finished) every variant on every split; ``report`` writes each new run's report/."""
-    from medmtl.report.run_report import report_run
     from medmtl.training.run import train
 
     results: dict[str, dict[int, dict]] = {}
+    metric_names = summary_metrics(config)
     for name, variant in variants(config, single).items():
         results[name] = {}
         for split in splits:
@@ -84,23 +87,23 @@ def run_comparison(config: RunConfig, out_dir: Path, splits: list[int], single: 
             if metrics_file.exists():
                 results[name][split] = json.loads(metrics_file.read_text())
                 continue
-            results[name][split] = train(for_split(variant, split), run_dir).metrics
-            if report and results[name][split]:
-                report_run(run_dir, results[name][split])
-    summary = summarize(results)
+            results[name][split] = train(for_fold(variant, split), run_dir, report=report).metrics
+    summary = summarize(results, metric_names)
     atomic_write_json(out_dir / "comparison.json", summary)
     atomic_write_text(out_dir / "comparison.md", markdown(summary, splits))
     return summary
 
 
-def summarize(results: dict[str, dict[int, dict]]) -> dict[str, Any]:
+def summarize(results: dict[str, dict[int, dict]], metric_names: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """``{variant: {task: {metric: {"mean", "std", "values"}}}}`` over the splits of ``results``
+    (``{variant: {split: metrics.json contents}}``) for each task's ``metric_names``."""
     summary: dict[str, Any] = {}
     for variant, per_split in results.items():
         summary[variant] = {}
         tasks = {t for metrics in per_split.values() for t in metrics}
         for task in sorted(tasks):
             summary[variant][task] = {}
-            for metric in SUMMARY_METRICS:
+            for metric in metric_names.get(task, ()):
                 values = [m[task][metric] for m in per_split.values() if task in m and metric in m[task]]
                 values = [float("nan") if v is None else float(v) for v in values]
                 if values:

@@ -7,13 +7,16 @@ Top-level sections: ``seed``, ``data`` (:class:`medmtl.data.config.DataConfig`),
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
+from medmtl.config_migration import migrate_old_keys
 from medmtl.data.config import DataConfig
 from medmtl.errors import ConfigError
+from medmtl.tasks.base import TaskOptions
+from medmtl.tasks.registry import TASKS, task_class
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 
@@ -25,96 +28,42 @@ class _Strict(BaseModel):
 class EncoderConfig(_Strict):
     name: str = "resnet18"
     weights: str | None = Field(None, description="local state-dict file; training starts from scratch without it")
-    options: dict[str, Any] = Field(default_factory=dict, description="extra constructor arguments, e.g. width")
+    options: dict[str, Any] = Field(default_factory=dict, description="the encoder's options, e.g. small_cnn's "
+                                                                      "width, stages and norm")
 
+    def model_post_init(self, context: Any) -> None:
+        # the options model lives beside each encoder; a bad key or value is a ConfigError naming
+        # model.encoder.options.<key> (or an unknown name: model.encoder.name) before any work
+        from medmtl.encoders.registry import validate_encoder_options  # imports torch: only when validating
 
-class _TaskBase(_Strict):
-    name: str | None = None
-    target: str | None = None
-    consumes: list[str] = Field(default_factory=list)
-
-
-class _PooledTask(_TaskBase):
-    levels: Literal["last", "all"] = "last"
-    hidden: int = 0
-    dropout: float = 0.0
-
-
-class ClassificationConfig(_PooledTask):
-    kind: Literal["classification"]
-    num_classes: int = 2
-    loss: Literal["ce", "bce"] = "ce"
-    class_weights: list[float] | None = None
-    label_smoothing: float = 0.0
-
-
-class RegressionConfig(_PooledTask):
-    kind: Literal["regression"]
-    num_outputs: int = 1
-    loss: Literal["mse", "l1", "huber"] = "mse"
-
-
-class SurvivalConfig(_PooledTask):
-    kind: Literal["survival"]
-    ties: Literal["breslow", "efron"] = "efron"
-    memory: int = Field(0, ge=0, description="remember the last N training samples' risks for the Cox risk sets "
-                                             "(for batches of one slide)")
-
-
-class SegmentationConfig(_TaskBase):
-    kind: Literal["segmentation"]
-    num_classes: int = 2
-    loss: Literal["dice_ce", "dice", "generalized_dice", "ce"] = "dice_ce"
-    use_skips: bool = True
-
-
-class ReconstructionConfig(_TaskBase):
-    kind: Literal["reconstruction"]
-    loss: Literal["mse", "l1"] = "mse"
-    use_skips: bool = False
-
-
-class DetectionConfig(_TaskBase):
-    """Mask R-CNN-style detection; defaults sized for 128–256 px images on a CPU."""
-
-    kind: Literal["detection"]
-    num_classes: int = Field(1, ge=1, description="lesion classes, without background")
-    label_source: Literal["boxes", "image_label"] = Field(
-        "boxes", description="box classes from the boxes' own labels, or every box gets the image label + 1")
-    label_key: str = "label"
-    mask_head: bool = True
-    feature_transfer: bool = Field(False, description="FT-MTL-Net: mask-weighted mask features feed the classifier")
-    fpn_channels: int = Field(64, ge=8)
-    min_reduction: int = Field(4, ge=1, description="smallest encoder stride the feature pyramid uses")
-    anchor_scale: float = Field(4.0, gt=0, description="anchor size = anchor_scale × stride of each pyramid level")
-    aspect_ratios: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0])
-    rpn_pre_nms_top_n: int = Field(300, ge=1)
-    rpn_post_nms_top_n: int = Field(100, ge=1)
-    rpn_batch_size: int = Field(128, ge=2)
-    roi_batch_size: int = Field(64, ge=2)
-    representation: int = Field(256, ge=8)
-    mask_channels: int = Field(32, ge=8)
-    score_thresh: float = Field(0.05, ge=0, lt=1)
-    nms_thresh: float = Field(0.5, gt=0, le=1)
-    detections_per_img: int = Field(20, ge=1)
-    loss_weights: dict[str, float] = Field(default_factory=dict, description="λ per part: classification, box, mask")
-    froc_iou: float = Field(0.2, ge=0, lt=1, description="IoU above which a detection hits a lesion (FROC)")
-    fpi_levels: list[float] = Field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])
-    veto_class: int | None = Field(None, description="class whose detections make an image positive; default the last")
-    mask_score_thresh: float = Field(0.5, ge=0, le=1)
-    detect_in_training: bool = False
-
-
-TaskConfig = Annotated[
-    ClassificationConfig | RegressionConfig | SurvivalConfig | SegmentationConfig | ReconstructionConfig
-    | DetectionConfig,
-    Field(discriminator="kind"),
-]
+        validate_encoder_options(self.name, self.options)
 
 
 class ModelConfig(_Strict):
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
-    tasks: list[TaskConfig]
+    #: each entry validated by the options model of its ``kind`` (:mod:`medmtl.tasks.registry`)
+    tasks: list[SerializeAsAny[TaskOptions]] = Field(min_length=1)
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _options_of_each_kind(cls, tasks: Any) -> Any:
+        if not isinstance(tasks, list):
+            return tasks
+        return [task_options(entry, f"model.tasks.{index}") for index, entry in enumerate(tasks)]
+
+
+def task_options(entry: Any, key: str, source: str = "<dict>") -> TaskOptions:
+    """``entry`` (a mapping with a ``kind``) validated by that kind's options model; a
+    :class:`ConfigError` names ``<key>.<option>`` and, for an unknown option, the allowed ones."""
+    if isinstance(entry, TaskOptions):
+        return entry
+    if not isinstance(entry, dict) or "kind" not in entry:
+        raise ConfigError(f"{key}.kind", f"every task needs a kind; choose one of {sorted(TASKS)} (in {source})")
+    options_model = task_class(entry["kind"], f"{key}.kind").Options
+    try:
+        return options_model.model_validate(entry)
+    except ValidationError as exc:
+        raise _format_validation_error(exc, source, key, options_model) from None
 
 
 class LossConfig(_Strict):
@@ -168,34 +117,24 @@ class RunConfig(_Strict):
         return task.name or task.kind
 
 
-_TASK_CONFIGS: dict[str, type[BaseModel]] = {
-    cls.model_fields["kind"].annotation.__args__[0]: cls
-    for cls in (ClassificationConfig, RegressionConfig, SurvivalConfig, SegmentationConfig, ReconstructionConfig,
-                DetectionConfig)
-}
-
-
-def _format_validation_error(error: ValidationError, source: str) -> ConfigError:
+def _format_validation_error(error: ValidationError, source: str, prefix: str = "",
+                             model: type[BaseModel] = RunConfig) -> ConfigError:
     first = error.errors()[0]
-    # pydantic puts the task kind (the union's tag) into the location; users never write it
-    location = ".".join(str(part) for part in first["loc"] if part not in _TASK_CONFIGS)
+    parts = ([prefix] if prefix else []) + [str(part) for part in first["loc"]]
+    location = ".".join(parts)
     if first["type"] == "extra_forbidden":
-        problem = f"unknown key (in {source}); {_allowed_keys_hint(first['loc'])}"
+        problem = f"unknown key (in {source}); {_allowed_keys_hint(first['loc'], model)}"
     else:
         problem = f"{first['msg']} (in {source}, got {first.get('input')!r})"
     return ConfigError(location or "<root>", problem)
 
 
-def _allowed_keys_hint(loc: tuple[Any, ...]) -> str:
-    """The keys allowed beside the unknown one at ``loc``."""
-    model: type[BaseModel] | None = RunConfig
+def _allowed_keys_hint(loc: tuple[Any, ...], model: type[BaseModel] | None) -> str:
+    """The keys allowed beside the unknown one at ``loc`` (relative to ``model``)."""
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
-        if part in _TASK_CONFIGS:
-            model = _TASK_CONFIGS[part]
-            continue
-        field = model.model_fields.get(part)
+        field = model.model_fields.get(part) if model is not None else None
         model = _model_of(field.annotation) if field is not None else None
         if model is None:
             return "see the documentation for allowed keys"
@@ -263,6 +202,11 @@ def load_config(name_or_path: str | Path, overrides: list[str] | None = None) ->
 
 
 def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> RunConfig:
+    raw = migrate_old_keys(raw, source)
+    tasks = raw.get("model", {}).get("tasks") if isinstance(raw.get("model"), dict) else None
+    if isinstance(tasks, list):  # validated here first, so errors name model.tasks.<i>.<key> and the source
+        raw = {**raw, "model": {**raw["model"], "tasks": [task_options(entry, f"model.tasks.{index}", source)
+                                                          for index, entry in enumerate(tasks)]}}
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:

@@ -33,3 +33,14 @@ class ConfigError(MedMTLError):
 
 class TrainingError(MedMTLError):
     """Training cannot go on (for example the loss became NaN or infinite)."""
+
+
+class MissingExtraError(MedMTLError):
+    """A feature needs an optional extra (``pip install 'medmtl[wsi]'``) that is not installed."""
+
+    def __init__(self, module: str, extra: str, feature: str) -> None:
+        self.module = module
+        self.extra = extra
+        self.feature = feature
+        super().__init__(f"{feature} needs the optional extra '{extra}': pip install 'medmtl[{extra}]' "
+                         f"(module '{module}' is not installed)")

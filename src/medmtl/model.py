@@ -16,10 +16,11 @@ from medmtl.tasks.base import Task
 class MultiTaskModel(nn.Module):
     """Runs the encoder once and every task head on its features.
 
-    ``forward(image [B, C, H, W], batch=None) -> {task name: raw prediction}``; heads with
-    ``uses_batch`` (detection) also receive the batch, to compute their losses. Heads that consume other
-    heads' outputs (``Task.consumes``, e.g. FT-MTL-Net's segmentation-to-classification
-    transfer) run after them and receive those outputs in ``context``.
+    ``forward(image [B, C, H, W], batch=None) -> {task name: raw prediction}``; every head receives
+    the batch (when given), so heads whose computation depends on the targets (detection's proposal
+    sampling) can compute their losses in the same pass. Heads that consume other heads' outputs
+    (``Task.consumes``, e.g. FT-MTL-Net's segmentation-to-classification transfer) run after them
+    and receive those outputs in ``context``.
     """
 
     def __init__(self, encoder: Encoder, tasks: Iterable[Task], image_channels: int = 1) -> None:
@@ -42,11 +43,13 @@ class MultiTaskModel(nn.Module):
         outputs: dict[str, Any] = {}
         for name, task in self.tasks.items():
             context = {dep: outputs[dep] for dep in task.consumes}
-            if task.uses_batch:
-                outputs[name] = task(features, image, context, batch)
-            else:
-                outputs[name] = task(features, image, context)
+            outputs[name] = task(features, image, context, batch)
         return outputs
+
+    @property
+    def wants_boxes_from_masks(self) -> bool:
+        """Whether some task needs boxes derived from the samples' masks (detection)."""
+        return any(task.wants_boxes_from_masks for task in self.tasks.values())
 
     def losses(self, outputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Per-task losses for the tasks that have at least one labelled sample in ``batch``."""

@@ -48,15 +48,28 @@ def test_phantom_splits_and_augmentation_only_on_train():
                                                                    "phantom": {"n_train": 4, "n_val": 2}}))
 
 
-def test_busi_split_files_with_split_number(tmp_path):
+def test_busi_split_files_with_fold_number(tmp_path):
     root = make_busi(tmp_path / "busi")
-    cfg = busi_config(root, split=2, split_train="splits/train{split}.txt", split_val="splits/val{split}.txt")
+    cfg = busi_config(root, fold=2, split_train="splits/train{fold}.txt", split_val="splits/val{fold}.txt")
     datasets = build_datasets(cfg)
     assert sorted(datasets["val"].names()) == ["benign (2)", "malignant (2)"]
     assert len(datasets["train"]) == 8 and "test" not in datasets
     assert datasets["train"].available_targets()["mask"] == 8
-    with pytest.raises(ConfigError, match="data.split"):
-        build_datasets(busi_config(root, split_train="splits/train{split}.txt"))
+    with pytest.raises(ConfigError, match="data.fold"):
+        build_datasets(busi_config(root, split_train="splits/train{fold}.txt"))
+    # the old placeholder, in a DataConfig built directly (files are migrated by config_from_dict)
+    with pytest.raises(ConfigError, match=r"data.split_train.*\{split\}.*now \{fold\}"):
+        build_datasets(busi_config(root, fold=1, split_train="splits/train{split}.txt"))
+
+
+def test_fold_range_only_checked_for_k_fold(tmp_path):
+    with pytest.raises(ValueError, match=r"fold 6 is outside 1..5"):
+        busi_config(tmp_path, fold=6)
+    assert busi_config(tmp_path, fold=6, folds=6).fold == 6
+    # published splits: the fold number names a file, data.folds (default 5) does not apply
+    assert busi_config(tmp_path, fold=7, split_train="splits/train{fold}.txt").fold == 7
+    with pytest.raises(ValueError, match="split"):  # the old key is unknown to DataConfig itself
+        busi_config(tmp_path, split=1)
 
 
 def test_busi_split_file_with_unknown_name(tmp_path):
@@ -114,10 +127,19 @@ def test_unset_data_folder_is_a_config_error(monkeypatch):
 
 def test_include_normal_with_split_files_splits_the_unlisted_normal_images(tmp_path):
     root = make_busi(tmp_path / "busi", n_normal=10)
-    cfg = busi_config(root, split=1, split_train="splits/train{split}.txt", split_val="splits/val{split}.txt",
+    cfg = busi_config(root, fold=1, split_train="splits/train{fold}.txt", split_val="splits/val{fold}.txt",
                       include_normal=True, val_fraction=0.3)
     datasets = build_datasets(cfg)
     normal_val = [n for n in datasets["val"].names() if n.startswith("normal")]
     normal_train = [n for n in datasets["train"].names() if n.startswith("normal")]
     assert len(normal_val) == 3 and len(normal_train) == 7
     assert sorted(n for n in datasets["val"].names() if not n.startswith("normal")) == ["benign (1)", "malignant (1)"]
+
+
+def test_boxes_from_masks_is_passed_to_every_split():
+    cfg = DataConfig.model_validate({"kind": "phantom", "image_size": 16, "phantom": {"n_train": 4, "n_val": 2}})
+    plain = build_datasets(cfg)
+    assert "boxes" not in plain["train"].available_targets() and "boxes" not in plain["val"][0]
+    detection = build_datasets(cfg, boxes_from_masks=True)
+    assert all(d.boxes_from_masks and d.available_targets()["boxes"] == len(d) for d in detection.values())
+    assert detection["val"][0]["boxes"].shape[-1] == 4

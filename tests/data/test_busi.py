@@ -43,7 +43,7 @@ def test_several_masks_are_merged(tmp_path):
     _write(root / "benign" / "benign (1)_mask_1.png", second)
     records = scan_busi(root)
     assert len(records[0].mask_paths) == 2
-    sample = MultiTaskDataset(records, image_size=16)[0]
+    sample = MultiTaskDataset(records, image_size=16, boxes_from_masks=True)[0]
     assert int(sample["mask"].sum()) == 20 + 16
     assert sample["boxes"].tolist() == [[3, 2, 8, 6], [10, 10, 14, 14]]
     assert sample["box_labels"].tolist() == [1, 1]
@@ -64,7 +64,7 @@ def test_clear_errors(tmp_path):
 def test_lesion_image_with_empty_mask_is_an_error_but_normal_is_a_negative(tmp_path):
     root = make_busi(tmp_path / "busi", counts=(("benign", 1), ("malignant", 1), ("normal", 1)))
     records = scan_busi(root, include_normal=True)
-    dataset = MultiTaskDataset(records, image_size=16)
+    dataset = MultiTaskDataset(records, image_size=16, boxes_from_masks=True)
     normal = dataset[2]
     assert normal["boxes"].shape == (0, 4) and int(normal["mask"].sum()) == 0  # a negative, not an error
     _write(root / "malignant" / "malignant (1)_mask.png", np.zeros((16, 16), np.uint8))

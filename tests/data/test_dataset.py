@@ -27,7 +27,7 @@ def test_sample_follows_conventions(tmp_path):
     records = [Record("a", image_path=image, mask_paths=[mask], targets={"label": 1, "value": 0.5,
                                                                           "survival": (12.0, 0)}),
                Record("b", image_array=np.zeros((10, 10), np.uint8), targets={"value": (1.0, 2.0)})]
-    dataset = MultiTaskDataset(records, channels=3, image_size=32)
+    dataset = MultiTaskDataset(records, channels=3, image_size=32, boxes_from_masks=True)
     sample = dataset[0]
     assert sample["image"].shape == (3, 32, 32) and sample["image"].dtype == torch.float32
     assert 0 <= sample["image"].min() and sample["image"].max() <= 1
@@ -81,8 +81,9 @@ def test_cache_decodes_once_and_returns_copies(tmp_path):
 
 def test_transform_runs_after_the_cache(tmp_path):
     image, mask = write_pair(tmp_path, "t")
-    plain = MultiTaskDataset([Record("t", image_path=image, mask_paths=[mask])], image_size=16)
-    flipped = MultiTaskDataset(plain.records, image_size=16, transform=RandomHorizontalFlip(p=1.0))
+    plain = MultiTaskDataset([Record("t", image_path=image, mask_paths=[mask])], image_size=16, boxes_from_masks=True)
+    flipped = MultiTaskDataset(plain.records, image_size=16, transform=RandomHorizontalFlip(p=1.0),
+                               boxes_from_masks=True)
     assert torch.equal(flipped[0]["mask"], plain[0]["mask"].flip(-1))
     x1, y1, x2, y2 = plain[0]["boxes"][0].tolist()
     assert flipped[0]["boxes"].tolist() == [[16 - x2, y1, 16 - x1, y2]]
@@ -101,3 +102,22 @@ def test_given_boxes_are_scaled_with_the_image(tmp_path):
     image, _ = write_pair(tmp_path, "a", size=(20, 16))
     sample = MultiTaskDataset([Record("a", image_path=image, targets={"boxes": [[4, 5, 8, 10]]})], image_size=32)[0]
     assert sample["boxes"].tolist() == [[8, 8, 16, 16]] and sample["box_labels"].tolist() == [1]
+
+
+def test_boxes_come_from_masks_only_when_asked_for(tmp_path):
+    image, mask = write_pair(tmp_path, "a", size=(20, 16))
+    records = [Record("a", image_path=image, mask_paths=[mask], targets={"label": 0}),
+               Record("g", image_path=image, targets={"boxes": [[4, 5, 8, 10]], "box_labels": [2]}),
+               Record("both", image_path=image, mask_paths=[mask], targets={"boxes": [[0, 0, 2, 2]]})]
+    plain = MultiTaskDataset(records, image_size=32)
+    assert set(plain[0]) == {"image", "name", "label", "mask"}
+    assert plain[1]["boxes"].tolist() == [[8, 8, 16, 16]] and plain[1]["box_labels"].tolist() == [2]
+    assert set(plain[2]) == {"image", "name", "mask"}
+    assert plain.available_targets() == {"box_labels": 1, "boxes": 1, "label": 1, "mask": 2}
+    detection = MultiTaskDataset(records, image_size=32, boxes_from_masks=True)
+    assert detection[0]["boxes"].tolist() == [[8, 4, 20, 10]] and detection[0]["box_labels"].tolist() == [1]
+    assert torch.equal(detection[1]["boxes"], plain[1]["boxes"])  # given boxes: unchanged
+    assert detection[2]["boxes"].tolist() == [[8, 4, 20, 10]]  # beside a mask: the mask's
+    assert detection.available_targets() == {"box_labels": 3, "boxes": 3, "label": 1, "mask": 2}
+    for sample in (plain[0], detection[0]):  # the masks and images do not depend on it
+        assert torch.equal(sample["mask"], detection[0]["mask"]) and torch.equal(sample["image"], plain[0]["image"])

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
+from medmtl import grid_store
 from medmtl.data.build import build_datasets
 from medmtl.data.config import DataConfig
 from medmtl.data.grid import GridDataset, crop_or_pad, dihedral
 from medmtl.data.records import Record
 from medmtl.errors import DataError
-from medmtl.wsi import grid_store
 
 
 def write_grid(folder, name, grid):

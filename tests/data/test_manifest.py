@@ -37,8 +37,10 @@ def test_partial_labels(folder):
     assert records[1].targets == {"label": 0}
     assert records[2].targets == {"survival": (4.5, 0)}
     assert records[3].available_targets() == {"label", "value"}
-    assert records[0].available_targets() == {"label", "value", "survival", "mask", "boxes", "box_labels"}
-    sample = MultiTaskDataset(records, image_size=8)[0]
+    assert records[0].available_targets() == {"label", "value", "survival", "mask"}
+    assert records[0].available_targets(boxes_from_masks=True) == {"label", "value", "survival", "mask", "boxes",
+                                                                   "box_labels"}
+    sample = MultiTaskDataset(records, image_size=8, boxes_from_masks=True)[0]
     assert sample["survival"].tolist() == [10.0, 1.0] and sample["value"].shape == ()
     assert sample["boxes"].tolist() == [[2, 2, 5, 4]]
 

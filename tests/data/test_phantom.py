@@ -20,7 +20,9 @@ def test_deterministic_shapes_and_classes():
     assert 0 <= min(r.image_array.min() for r in a) and max(r.image_array.max() for r in a) <= 1
     assert sorted(r.label for r in a) == [0] * 6 + [1] * 6
     assert all(r.mask_array.any() for r in a)
-    assert a[0].available_targets() == {"label", "mask", "boxes", "box_labels", "value", "survival"}
+    assert a[0].available_targets() == {"label", "mask", "value", "survival"}
+    assert a[0].available_targets(boxes_from_masks=True) == {"label", "mask", "boxes", "box_labels", "value",
+                                                             "survival"}
     other_stream = make_phantom_records(12, image_size=48, seed=3, stream=1)
     assert not np.array_equal(a[0].image_array, other_stream[0].image_array)
 
@@ -30,7 +32,7 @@ def test_normal_images_have_empty_masks_and_label_2():
     normal = [r for r in records if r.label == 2]
     assert len(normal) == 3 and all(not r.mask_array.any() for r in normal)
     assert all(r.targets["value"] == 0.0 for r in normal)
-    sample = MultiTaskDataset(records, image_size=32)[records.index(normal[0])]
+    sample = MultiTaskDataset(records, image_size=32, boxes_from_masks=True)[records.index(normal[0])]
     assert sample["boxes"].shape == (0, 4) and sample["mask"].sum() == 0
 
 
@@ -47,7 +49,7 @@ def test_malignant_contours_are_more_irregular():
 
 def test_boxes_value_and_survival_follow_the_lesions():
     records = make_phantom_records(200, image_size=64, seed=2)
-    dataset = MultiTaskDataset(records, image_size=64)
+    dataset = MultiTaskDataset(records, image_size=64, boxes_from_masks=True)
     n_lesions = 0
     for i in range(40):
         sample = dataset[i]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from medmtl.data.image_io import boxes_from_mask
+from medmtl.data.boxes import boxes_from_mask
 from medmtl.data.transforms import (
     Compose, RandomElastic, RandomHorizontalFlip, RandomIntensity, RandomRotation, RandomVerticalFlip, Resize,
     build_transforms, hflip, rotate, vflip,

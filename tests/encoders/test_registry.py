@@ -66,3 +66,45 @@ def test_bad_weights_files(tmp_path):
     torch.save({"foo": torch.zeros(3)}, unrelated)
     with pytest.raises(DataError, match="no tensor"):
         create_encoder("small_cnn", weights=unrelated)
+
+
+def test_small_cnn_options_have_their_defaults_in_one_model():
+    from medmtl.encoders import SmallCNNOptions
+
+    assert SmallCNNOptions() == SmallCNNOptions(width=16, stages=5, norm="batch")
+    encoder = create_encoder("small_cnn", in_channels=1, width=4, stages=2, norm="group")
+    assert encoder.channels == [4, 8] and isinstance(encoder.stages[0][1], torch.nn.GroupNorm)
+    assert create_encoder("small_cnn").channels == [16, 32, 64, 128, 256]
+
+
+@pytest.mark.parametrize(("name", "options", "key", "problem"), [
+    ("small_cnn", {"widht": 8}, "model.encoder.options.widht", "unknown option"),
+    ("small_cnn", {"depth": 4}, "model.encoder.options.depth", "unknown option"),
+    ("small_cnn", {"width": 0}, "model.encoder.options.width", "greater than or equal to 1"),
+    ("small_cnn", {"stages": "many"}, "model.encoder.options.stages", "integer"),
+    ("small_cnn", {"norm": "layer"}, "model.encoder.options.norm", "'batch' or 'group'"),
+    ("resnet18", {"width": 8}, "model.encoder.options.width", "unknown option"),
+    ("vgg13_bn", {"stages": 3}, "model.encoder.options.stages", "unknown option"),
+])
+def test_bad_options_name_the_key_and_the_allowed_keys(name, options, key, problem):
+    with pytest.raises(ConfigError, match=problem) as info:
+        create_encoder(name, in_channels=1, **options)
+    assert info.value.key == key
+    allowed = "['norm', 'stages', 'width']" if name == "small_cnn" else "[]"
+    assert f"allowed keys are {allowed}" in info.value.problem
+
+
+def test_config_load_rejects_bad_encoder_options_before_any_work():
+    from medmtl.config import load_config
+
+    with pytest.raises(ConfigError) as info:
+        load_config("demo", ["model.encoder.options.widht=8"])
+    assert info.value.key == "model.encoder.options.widht"
+    assert "allowed keys are ['norm', 'stages', 'width']" in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_config("demo", ["model.encoder={name: resnet18, options: {width: 8}}"])
+    assert info.value.key == "model.encoder.options.width"
+    with pytest.raises(ConfigError, match="unknown encoder") as info:
+        load_config("demo", ["model.encoder.name=resnet19"])
+    assert info.value.key == "model.encoder.name"
+    assert load_config("demo", ["model.encoder.options.stages=3"]).model.encoder.options["stages"] == 3

@@ -22,7 +22,7 @@ def test_preset_with_paper_backbone_trains_a_step(preset, encoder, tasks):
     config = load_config(preset, [PHANTOM, f"model.encoder.name={encoder}"])
     torch.manual_seed(0)
     model = build_model(config)
-    dataset = build_datasets(config.data)["train"]
+    dataset = build_datasets(config.data, boxes_from_masks=model.wants_boxes_from_masks)["train"]
     batch = collate_samples([dataset[i] for i in range(4)])
     model.train()
     outputs = model(batch["image"], batch)

@@ -14,7 +14,7 @@ from medmtl.tasks import (ClassificationTask, ReconstructionTask, RegressionTask
 
 
 def _model(*tasks, channels=1):
-    return MultiTaskModel(create_encoder("small_cnn", channels, width=8, depth=4), list(tasks), image_channels=channels)
+    return MultiTaskModel(create_encoder("small_cnn", channels, width=8, stages=4), list(tasks), image_channels=channels)
 
 
 def test_output_shapes(batch_factory):
@@ -115,9 +115,23 @@ def test_reconstruction_without_skips_ignores_shallow_features():
 
 
 def test_multiscale_pooled_head_uses_every_depth(batch_factory):
-    model = _model(ClassificationTask(levels="all"))
+    model = _model(ClassificationTask(pool_from="all"))
     in_features = model.tasks["classification"].head.mlp[-1].in_features
     assert in_features == sum(model.encoder.channels)
+
+
+def test_pooled_head_from_chosen_scales():
+    model = _model(ClassificationTask(pool_from=[1, -1]))  # the second scale and the deepest
+    head = model.tasks["classification"].head
+    assert head.indices == [1, len(model.encoder.channels) - 1]
+    assert head.mlp[-1].in_features == model.encoder.channels[1] + model.encoder.channels[-1]
+    with pytest.raises(ConfigError, match="tasks.classification.pool_from"):
+        _model(ClassificationTask(pool_from=[7]))
+
+
+def test_unknown_task_option_lists_the_allowed_ones():
+    with pytest.raises(ConfigError, match="tasks.classification.levels.*pool_from"):
+        ClassificationTask(levels="all")
 
 
 def test_metrics_from_summaries(batch_factory):

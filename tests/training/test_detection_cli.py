@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 PHANTOM = ("data={kind: phantom, image_size: 48, batch_size: 16, "
            "phantom: {n_train: 32, n_val: 16, normal_fraction: 0.25, seed: 3}}")
-SMALL_ENCODER = "model.encoder={name: small_cnn, options: {width: 8, depth: 4}}"
+SMALL_ENCODER = "model.encoder={name: small_cnn, options: {width: 8, stages: 4}}"
 
 
 def test_four_task_preset_trains_with_a_switched_off_task_and_predicts(tmp_path):

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from medmtl import grid_store
 from medmtl.config import config_from_dict
 from medmtl.predict import predict_files
 from medmtl.training.run import load_run, train
-from medmtl.wsi import grid_store
 
 
 def write_grids(folder, n=24, channels=4, seed=0):
@@ -37,7 +37,7 @@ def test_grid_model_learns_class_and_risk_one_slide_per_step(tmp_path):
         "data": {"kind": "grid", "manifest": str(manifest), "channels": 4, "grid_size": 8, "batch_size": 1,
                  "label_col": "label", "classes": ["low", "high"], "time_col": "time", "event_col": "event",
                  "val_fraction": 0.33},
-        "model": {"encoder": {"name": "small_cnn", "options": {"width": 8, "depth": 2, "norm": "group"}},
+        "model": {"encoder": {"name": "small_cnn", "options": {"width": 8, "stages": 2, "norm": "group"}},
                   "tasks": [{"kind": "classification"}, {"kind": "survival", "memory": 16}]},
         "optim": {"lr": 0.003},
         "trainer": {"max_epochs": 6, "n_bootstrap": 50, "progress_bar": False, "monitor": "val/loss"},

@@ -36,7 +36,7 @@ def test_training_with_partially_labelled_manifest(tmp_path):
         "data": {"kind": "manifest", "manifest": str(tmp_path / "manifest.csv"), "label_col": "label",
                  "time_col": "time", "event_col": "event", "image_size": 24, "batch_size": 6,
                  "val_fraction": 0.5},
-        "model": {"encoder": {"name": "small_cnn", "options": {"width": 8, "depth": 3}},
+        "model": {"encoder": {"name": "small_cnn", "options": {"width": 8, "stages": 3}},
                   "tasks": [{"kind": "classification"}, {"kind": "segmentation"}, {"kind": "survival"}]},
         "trainer": {"max_epochs": 2, "n_bootstrap": 20, "progress_bar": False},
     }

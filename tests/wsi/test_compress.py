@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from medmtl import grid_store
 from medmtl.encoders import create_encoder
 from medmtl.errors import DataError
 from medmtl.wsi import compress as compress_module
-from medmtl.wsi import grid_store
 from medmtl.wsi.compress import CompressionSettings, compress_slide, compress_slides
 from medmtl.wsi.patch_encoder import PatchEncoder
 
@@ -24,7 +24,7 @@ class CountingEncoder(PatchEncoder):
 
     def __init__(self, fail_after: int | None = None) -> None:
         torch.manual_seed(0)
-        super().__init__(create_encoder("small_cnn", in_channels=3, width=4, depth=3), in_channels=3, source="test")
+        super().__init__(create_encoder("small_cnn", in_channels=3, width=4, stages=3), in_channels=3, source="test")
         self.batches = 0
         self.tiles = 0
         self.fail_after = fail_after
@@ -147,7 +147,7 @@ def test_two_dask_workers(synthetic_slide, synthetic_slide_label0, tmp_path):
     from medmtl.wsi.parallel import compress_in_parallel
 
     torch.manual_seed(0)
-    encoder = PatchEncoder(create_encoder("small_cnn", in_channels=3, width=4, depth=3), 3, source="test")
+    encoder = PatchEncoder(create_encoder("small_cnn", in_channels=3, width=4, stages=3), 3, source="test")
     results = compress_in_parallel([synthetic_slide.path, synthetic_slide_label0.path], encoder, tmp_path,
                                    SETTINGS, workers=2)
     assert [r.slide.name for r in results] == ["tumour.tif", "normal.tif"]

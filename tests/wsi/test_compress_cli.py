@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from helpers import run_cli, tiny_config
+from medmtl import grid_store
 from medmtl.paths import data_root
-from medmtl.wsi import grid_store
 
 pytestmark = pytest.mark.slow
 

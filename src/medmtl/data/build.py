@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medmtl.data.busi import scan_busi
 from medmtl.data.config import DataConfig
 from medmtl.data.dataset import MultiTaskDataset
-from medmtl.data.grid import GridDataset
 from medmtl.data.manifest import read_manifest
 from medmtl.data.npz import npz_keys, read_medmnist_npz
 from medmtl.data.phantom import make_phantom_records
@@ -17,23 +17,52 @@ from medmtl.data.transforms import build_transforms
 from medmtl.errors import ConfigError, DataError
 from medmtl.paths import DATA_ENV_VAR, resolve_data_path
 
+if TYPE_CHECKING:
+    from medmtl.data.grid import GridDataset
+
 SPLIT_NAMES = ("train", "val", "test")
 
 
-def build_datasets(cfg: DataConfig) -> dict[str, MultiTaskDataset | GridDataset]:
-    """One :class:`MultiTaskDataset` per available split; only ``train`` is augmented."""
-    records = build_records(cfg)
+def build_datasets(cfg: DataConfig, boxes_from_masks: bool = False) -> dict[str, MultiTaskDataset | GridDataset]:
+    """One :class:`MultiTaskDataset` per available split; only ``train`` is augmented.
+
+    ``boxes_from_masks`` (for a model with a detection task): samples with a mask also get
+    ``boxes``/``box_labels`` derived from it (see :class:`MultiTaskDataset`); grids have no masks.
+    """
     if cfg.kind == "grid":
-        return {split: GridDataset(split_records, cfg.channels, cfg.grid_size, train=split == "train",
-                                   augment=cfg.grid_augment, cache=cfg.cache_images)
-                for split, split_records in records.items()}
+        return _grid_datasets(cfg)
+    records = build_records(cfg)
     train_transform = build_transforms(cfg.augment, cfg.image_size, train=True)
     datasets = {}
     for split, split_records in records.items():
         transform = train_transform if split == "train" and len(train_transform) > 1 else None
         datasets[split] = MultiTaskDataset(split_records, channels=cfg.channels, image_size=cfg.image_size,
-                                           transform=transform, cache_images=cfg.cache_images)
+                                           transform=transform, cache_images=cfg.cache_images,
+                                           boxes_from_masks=boxes_from_masks)
     return datasets
+
+
+def _grid_datasets(cfg: DataConfig) -> dict[str, GridDataset]:
+    """Slide-level data (``kind: grid``): grid stores need zarr, the optional extra 'wsi'. Imported
+    here only, so that the 2D data stack never loads the grid store format."""
+    from medmtl.data.grid import GridDataset
+    from medmtl.extras import require
+
+    require("zarr", feature="training on grid stores (data.kind: grid)")
+    return {split: GridDataset(split_records, cfg.channels, cfg.grid_size, train=split == "train",
+                               augment=cfg.grid_augment, cache=cfg.cache_images)
+            for split, split_records in build_records(cfg).items()}
+
+
+def inference_dataset(cfg: DataConfig, inputs: list[Path]) -> MultiTaskDataset | GridDataset:
+    """Unlabelled inputs (image files; grid stores for ``kind: grid``) preprocessed exactly as the
+    evaluation data of ``cfg`` (no augmentation), so training and prediction cannot drift apart."""
+    records = [Record(Path(path).stem, image_path=Path(path)) for path in inputs]
+    if cfg.kind == "grid":
+        from medmtl.data.grid import GridDataset
+
+        return GridDataset(records, cfg.channels, cfg.grid_size, cache=False)
+    return MultiTaskDataset(records, channels=cfg.channels, image_size=cfg.image_size, cache_images=False)
 
 
 def build_records(cfg: DataConfig) -> dict[str, list[Record]]:
@@ -118,10 +147,13 @@ def _split_path(cfg: DataConfig, key: str, root: Path | None) -> Path | None:
     text = getattr(cfg, key)
     if text is None:
         return None
-    if "{split}" in text:
-        if cfg.split is None:
-            raise ConfigError("data.split", f"data.{key} ('{text}') holds {{split}}: set data.split (e.g. 1)")
-        text = text.replace("{split}", str(cfg.split))
+    if "{split}" in text:  # the placeholder's old name (configs read from files are migrated)
+        raise ConfigError(f"data.{key}", f"'{text}' holds {{split}}, which is now {{fold}}: write {{fold}} and "
+                                         "choose the partition with data.fold")
+    if "{fold}" in text:
+        if cfg.fold is None:
+            raise ConfigError("data.fold", f"data.{key} ('{text}') holds {{fold}}: set data.fold (e.g. 1)")
+        text = text.replace("{fold}", str(cfg.fold))
     path = _resolve(key, text)
     if not path.is_absolute() and root is not None:
         path = root / path

@@ -1,17 +1,7 @@
 """Batching samples that carry any subset of task targets.
 
-A **sample** is a dict: ``"image"`` (FloatTensor ``[C, H, W]``), ``"name"`` (str) and any subset
-of target keys. A missing key means "not labelled for this task". Target conventions:
-
-- ``"label"``: LongTensor ``[]`` (class index)
-- ``"mask"``: LongTensor ``[H, W]`` (class index per pixel, 0 = background)
-- ``"boxes"``: FloatTensor ``[N, 4]`` (x1, y1, x2, y2 in pixels), ``"box_labels"``: LongTensor ``[N]``
-- ``"value"`` (or any regression key): FloatTensor ``[]`` or ``[K]``
-- ``"survival"``: FloatTensor ``[2]`` = (time > 0, event in {0, 1})
-
-A **batch** is a dict: ``"image"`` ``[B, C, H, W]``, ``"name"`` list[str], ``"targets"``
-dict[key, Tensor ``[B, ...]``] (zeros where absent) and ``"present"`` dict[key, BoolTensor ``[B]``].
-Variable-length targets (``boxes``, ``box_labels``) stay lists of tensors.
+The sample and batch conventions are in :mod:`medmtl.data.sample`: a missing target key means
+"not labelled for this task"; a batch records per key which samples have it (``"present"``).
 """
 
 from __future__ import annotations
@@ -20,11 +10,7 @@ from typing import Any
 
 import torch
 
-RESERVED_KEYS = ("image", "name")
-LIST_KEYS = ("boxes", "box_labels")
-
-Sample = dict[str, Any]
-Batch = dict[str, Any]
+from medmtl.data.sample import LIST_KEYS, RESERVED_KEYS, Batch, Sample
 
 
 def collate_samples(samples: list[Sample]) -> Batch:

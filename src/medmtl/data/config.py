@@ -42,10 +42,12 @@ class DataConfig(_Strict):
     """Where samples come from, how they are split, resized, augmented and batched.
 
     Splits, by priority: split files (``split_train``/``split_val``/``split_test``; relative paths
-    are resolved against ``root``; ``{split}`` in them is replaced by ``split``), else fold
-    ``fold`` (1..``folds``) of a stratified k-fold, else a stratified random hold-out of
-    ``val_fraction``. ``npz`` archives bring their own train/val/test splits; phantom data is
-    drawn per split.
+    are resolved against ``root``; ``{fold}`` in them is replaced by ``fold``, the number of a
+    published partition such as BUSI's 1-3), else fold ``fold`` (1..``folds``) of a stratified
+    k-fold, else a stratified random hold-out of ``val_fraction``. ``fold`` thus always selects
+    the numbered train/val partition; "split" means train, val or test. ``npz`` archives bring
+    their own train/val/test splits; phantom data is drawn per split (another ``fold`` draws
+    other phantoms).
     """
 
     kind: Literal["busi", "manifest", "npz", "phantom", "grid"]
@@ -60,12 +62,13 @@ class DataConfig(_Strict):
     channels: int = Field(1, ge=1, description="1 or 3 for images; the embedding size for grids")
     grid_size: int = Field(64, ge=1, description="kind=grid: grids are cropped/padded to this many cells")
     grid_augment: bool = Field(True, description="kind=grid: random crop and the 8 rotations/flips in training")
-    split: int | None = Field(None, description="replaces {split} in the split file paths")
     split_train: str | None = None
     split_val: str | None = None
     split_test: str | None = None
-    fold: int | None = Field(None, ge=1, description="k-fold: which fold is validation, counting from 1")
-    folds: int = Field(5, ge=2)
+    fold: int | None = Field(None, ge=1, description="which numbered train/val partition, counting from 1: "
+                                                     "replaces {fold} in the split file paths, else the "
+                                                     "k-fold fold that is validation")
+    folds: int = Field(5, ge=2, description="k-fold: number of folds (unused with split files)")
     val_fraction: float = Field(0.2, gt=0, lt=1)
     phantom: PhantomConfig = Field(default_factory=PhantomConfig)
     image_col: str = "image"
@@ -87,8 +90,8 @@ class DataConfig(_Strict):
             self.root = DEFAULT_BUSI_ROOT
         if self.kind == "grid" and "image_col" not in self.model_fields_set:
             self.image_col = "grid"
-        if self.fold is not None and self.fold > self.folds:
-            raise ValueError(f"fold {self.fold} is outside 1..{self.folds} (data.folds)")
+        if self.fold is not None and self.fold > self.folds and not self.uses_split_files():
+            raise ValueError(f"fold {self.fold} is outside 1..{self.folds} (data.folds, the number of k-fold folds)")
         if (self.time_col is None) != (self.event_col is None):
             raise ValueError("time_col and event_col go together (survival needs both)")
         if self.kind != "grid" and self.channels not in (1, 3):
@@ -99,3 +102,7 @@ class DataConfig(_Strict):
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes repeat a name: {self.classes}")
         return self
+
+    def uses_split_files(self) -> bool:
+        """True when a train or val split file chooses the partition (then ``folds`` is unused)."""
+        return self.split_train is not None or self.split_val is not None

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medmtl.data.boxes import check_boxes
-from medmtl.data.image_io import array_to_chw, boxes_and_labels_from_label_map, read_image, read_mask
+from medmtl.data.boxes import box_targets_from_mask, check_boxes
+from medmtl.data.image_io import array_to_chw, image_size, read_image, read_mask
 from medmtl.data.records import Record
+from medmtl.data.sample import Sample
 from medmtl.data.transforms import resize
 from medmtl.errors import DataError
-
-Sample = dict[str, Any]
 
 
 def _size_text(shape: Sequence[int]) -> str:
@@ -31,14 +29,18 @@ class MultiTaskDataset(Dataset):
 
     Images are decoded, checked against their masks (a mask whose size differs from its image's is a
     :class:`DataError` naming the mask file and both sizes) and resized (bilinear image, nearest
-    mask); boxes come from the resized mask, one per connected component. With ``cache_images`` the
+    mask). With ``boxes_from_masks`` (for a detection task) a sample with a mask also gets
+    ``boxes``/``box_labels`` from the resized mask, one box per connected component with its class
+    (:func:`~medmtl.data.boxes.box_targets_from_mask`); without it, only records that give boxes
+    and no mask have boxes (scaled with the image). With ``cache_images`` the
     decoded, resized tensors are kept in memory, so epochs after the first decode nothing. The
     ``transform`` (augmentation) runs on every access, after the cache. Returned tensors are fresh
     copies: changing them does not change the cache.
     """
 
     def __init__(self, records: Sequence[Record], channels: int = 1, image_size: int = 128,
-                 transform: Callable[[Sample], Sample] | None = None, cache_images: bool = True) -> None:
+                 transform: Callable[[Sample], Sample] | None = None, cache_images: bool = True,
+                 boxes_from_masks: bool = False) -> None:
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         if image_size < 1:
@@ -48,6 +50,7 @@ class MultiTaskDataset(Dataset):
         self.image_size = int(image_size)
         self.transform = transform
         self.cache_images = cache_images
+        self.boxes_from_masks = boxes_from_masks
         self._cache: dict[int, Sample] = {}
 
     def __len__(self) -> int:
@@ -62,7 +65,7 @@ class MultiTaskDataset(Dataset):
         """How many samples have each target key (from the records; decodes nothing)."""
         counts: Counter[str] = Counter()
         for record in self.records:
-            counts.update(record.available_targets())
+            counts.update(record.available_targets(self.boxes_from_masks))
         return dict(sorted(counts.items()))
 
     def labels(self) -> list[int | None]:
@@ -72,9 +75,16 @@ class MultiTaskDataset(Dataset):
     def names(self) -> list[str]:
         return [record.name for record in self.records]
 
+    def source_size(self, index: int) -> tuple[int, int]:
+        """``(height, width)`` of sample ``index``'s image as stored, before resizing (reads the header only)."""
+        record = self.records[index]
+        if record.image_path is not None:
+            return image_size(record.image_path)
+        return tuple(np.asarray(record.image_array).shape[:2])
+
     # --------------------------------------------------------------------------------- decoding
     def _decode(self, record: Record) -> Sample:
-        """Image, mask, boxes at ``image_size`` (what the cache holds)."""
+        """Image, mask and boxes at ``image_size`` (what the cache holds)."""
         if record.image_path is not None:
             image = read_image(record.image_path, self.channels)
         else:
@@ -91,10 +101,8 @@ class MultiTaskDataset(Dataset):
             base["boxes"] = torch.from_numpy(boxes)
             base["box_labels"] = torch.from_numpy(labels.reshape(-1))
         base = resize(base, (self.image_size, self.image_size))
-        if "mask" in base:
-            boxes, box_labels = boxes_and_labels_from_label_map(base["mask"].numpy())
-            base["boxes"] = torch.from_numpy(boxes)
-            base["box_labels"] = torch.from_numpy(box_labels)
+        if "mask" in base and self.boxes_from_masks:
+            base["boxes"], base["box_labels"] = box_targets_from_mask(base["mask"])
         return base
 
     def _decode_mask(self, record: Record, image_shape: Sequence[int]) -> np.ndarray | None:

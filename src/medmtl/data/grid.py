@@ -1,6 +1,6 @@
 """Slide-level samples: embedding grids of compressed whole-slide images (Neural Image Compression).
 
-Each record's ``image_path`` is a finished zarr grid store (:mod:`medmtl.wsi.grid_store`); the
+Each record's ``image_path`` is a finished zarr grid store (:mod:`medmtl.grid_store`); the
 sample image is its embedding grid ``[C, S, S]``: a random ``S × S`` crop (training) or the
 centre crop (evaluation), zero-padded when the grid is smaller, and in training one of the 8
 rotations/flips of the square applied to the grid as a whole (NIC, Tellez et al.).
@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from medmtl.data.collate import Sample
+from medmtl.data.sample import Sample
 from medmtl.data.dataset import target_tensors
 from medmtl.data.records import Record
 from medmtl.errors import DataError
-from medmtl.wsi.grid_store import open_grid
+from medmtl.grid_store import open_grid
 
 
 def crop_or_pad(grid: np.ndarray, size: int, top: int, left: int) -> np.ndarray:
@@ -71,6 +71,10 @@ class GridDataset(Dataset):
 
     def names(self) -> list[str]:
         return [record.name for record in self.records]
+
+    def source_size(self, index: int) -> None:
+        """Grids have no picture size to map predictions back to."""
+        return None
 
     def grid(self, index: int) -> np.ndarray:
         """The full embedding grid ``[C, H, W]`` float32 of record ``index``."""

@@ -1,7 +1,11 @@
-"""Reading 2D images and masks from files, and boxes from masks.
+"""Reading 2D images and masks from files; pixels to model input.
 
 Images become float32 arrays ``[C, H, W]`` in ``[0, 1]``; masks become bool arrays ``[H, W]``.
 Any problem with a file is a :class:`~medmtl.errors.DataError` that names the file.
+
+:func:`images_to_chw` is the one conversion of pixels to what an encoder sees (scaling to
+[0, 1], grey ↔ RGB): the image readers of training use it for one image, and the whole-slide
+patch encoder (:mod:`medmtl.wsi.patch_encoder`) for a batch of tiles, so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -10,13 +14,11 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy import ndimage
 
 from medmtl.errors import DataError
 
 # ITU-R BT.601 luma weights (what PIL's convert("L") uses), applied in float.
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 
 
 def _check_file(path: Path) -> None:
@@ -51,68 +53,95 @@ def _open(path: str | Path) -> tuple[Path, np.ndarray, str]:
     return path, pixels, mode
 
 
-def _scale_to_unit(pixels: np.ndarray, path: Path) -> np.ndarray:
-    """Integer or float pixels to float32 in [0, 1] according to their type."""
-    if pixels.dtype == np.uint8:
-        return pixels.astype(np.float32) / 255.0
-    if pixels.dtype == np.uint16 or pixels.dtype == np.dtype(">u2"):
-        return pixels.astype(np.float32) / 65535.0
+def _fixed_divisor(dtype: np.dtype) -> float | None:
+    """255 for uint8 and 65535 for uint16 (either byte order): the types whose range fixes the scale."""
+    if dtype.kind == "u" and dtype.itemsize in (1, 2):
+        return 255.0 if dtype.itemsize == 1 else 65535.0
+    return None
+
+
+def _scale_to_unit(pixels: np.ndarray, source: str | Path | None) -> np.ndarray:
+    """Pixels ``[N, ...]`` of ``N`` images as float32 in [0, 1], according to their type.
+
+    uint8 is divided by 255 and uint16 by 65535; bool becomes 0/1. Other types are scaled by each
+    image's own values: integers within [0, 255] (else within [0, 65535]) are divided by 255
+    (65535), floats within [0, 1] are kept, anything else is min-max scaled (a constant image
+    becomes 0).
+    """
+    divisor = _fixed_divisor(pixels.dtype)
+    if divisor is not None:
+        scaled = pixels.astype(np.float32)
+        scaled /= np.float32(divisor)
+        return scaled
     if pixels.dtype == np.bool_:
         return pixels.astype(np.float32)
     values = pixels.astype(np.float64)
     if not np.isfinite(values).all():
-        raise DataError(path, "image holds NaN or infinite values")
-    low, high = float(values.min()), float(values.max())
+        raise DataError(source, "image holds NaN or infinite values")
+    axes = tuple(range(1, values.ndim))
+    low = values.min(axis=axes, keepdims=True)
+    high = values.max(axis=axes, keepdims=True)
+    # each image becomes (values - offset) / scale; min-max unless its type and range say otherwise
+    offset = low
+    scale = np.where(high == low, 1.0, high - low)
     if np.issubdtype(pixels.dtype, np.integer):
-        if low >= 0 and high <= 255:
-            return (values / 255.0).astype(np.float32)
-        if low >= 0 and high <= 65535:  # 16-bit data held in a 32-bit integer image
-            return (values / 65535.0).astype(np.float32)
-    elif low >= 0 and high <= 1:
-        return values.astype(np.float32)
-    if high == low:  # constant image outside the expected range
-        return np.zeros_like(values, dtype=np.float32)
-    return ((values - low) / (high - low)).astype(np.float32)
+        eight = (low >= 0) & (high <= 255)
+        sixteen = (low >= 0) & (high <= 65535)
+        offset = np.where(sixteen, 0.0, offset)
+        scale = np.where(eight, 255.0, np.where(sixteen, 65535.0, scale))
+    else:
+        unit = (low >= 0) & (high <= 1)
+        offset = np.where(unit, 0.0, offset)
+        scale = np.where(unit, 1.0, scale)
+    return ((values - offset) / scale).astype(np.float32)
 
 
-def to_channels(array: np.ndarray, channels: int, source: str | Path | None = None) -> np.ndarray:
-    """``[H, W]`` or ``[H, W, K]`` pixels in [0, 1] as float32 ``[channels, H, W]``.
+def images_to_chw(pixels: np.ndarray, channels: int, source: str | Path | None = None) -> np.ndarray:
+    """A batch of images as float32 ``[N, channels, H, W]`` in [0, 1]: what an encoder is fed.
 
-    RGB becomes grey by luminance for ``channels=1``; grey is repeated for ``channels=3``;
-    an alpha channel is dropped.
+    ``pixels``: ``[N, H, W]`` (grey) or ``[N, H, W, K]`` with ``K`` = 1 (grey), 2 (grey + alpha),
+    3 (RGB) or 4 (RGBA); uint8 (divided by 255), uint16 (by 65535), bool, or other integers and
+    floats, which are scaled each image by its own values (see :func:`_scale_to_unit`). An alpha
+    channel is dropped; RGB becomes grey by BT.601 luminance (:data:`LUMA`) for ``channels=1``;
+    grey is repeated for ``channels=3``. ``source`` names the images in errors.
+
+    RGB kept as RGB is returned as a transposed view of ``[N, H, W, 3]`` memory (channels-last,
+    what ``torch.channels_last`` is): no copy, and torch's CPU convolutions run faster on it than
+    on ``[N, C, H, W]``-contiguous input. ``np.ascontiguousarray`` it where a layout matters.
     """
     if channels not in (1, 3):
         raise DataError(source, f"channels must be 1 or 3, not {channels}")
-    array = np.asarray(array, dtype=np.float32)
-    if array.ndim == 2:
-        grey = array
-        rgb = None
-    elif array.ndim == 3:
-        count = array.shape[-1]
-        if count in (2, 4):  # grey+alpha or RGB+alpha
-            array = array[..., : count - 1]
-            count -= 1
-        if count == 1:
-            grey, rgb = array[..., 0], None
-        elif count == 3:
-            grey, rgb = None, array
-        else:
-            raise DataError(source, f"image has {array.shape[-1]} channels; expected 1 (grey) or 3 (RGB)")
-    else:
-        raise DataError(source, f"image array has shape {tuple(array.shape)}; expected [H, W] or [H, W, C]")
-    if channels == 1:
-        if grey is None:
-            grey = rgb @ LUMA
-        return np.clip(grey, 0.0, 1.0)[None].astype(np.float32, copy=False)
-    if rgb is None:
-        rgb = np.repeat(grey[..., None], 3, axis=-1)
-    return np.clip(np.ascontiguousarray(rgb.transpose(2, 0, 1)), 0.0, 1.0).astype(np.float32, copy=False)
+    pixels = np.asarray(pixels)
+    if pixels.ndim == 3:
+        pixels = pixels[..., None]
+    elif pixels.ndim != 4:
+        raise DataError(source, f"image batch has shape {tuple(pixels.shape)}; expected [N, H, W] or [N, H, W, C]")
+    count = pixels.shape[-1]
+    if count in (2, 4):  # grey+alpha or RGB+alpha: alpha is not intensity
+        pixels = pixels[..., : count - 1]
+        count -= 1
+    if count not in (1, 3):
+        raise DataError(source, f"image has {pixels.shape[-1]} channels; expected 1 (grey) or 3 (RGB)")
+    unit = _scale_to_unit(pixels, source)  # [N, H, W, count], a new array
+    if count == 3:
+        if channels == 1:
+            return np.clip(unit @ LUMA, 0.0, 1.0)[:, None]
+        if _fixed_divisor(pixels.dtype) is None:  # uint8/uint16 divided by their maximum are in [0, 1]
+            np.clip(unit, 0.0, 1.0, out=unit)
+        return unit.transpose(0, 3, 1, 2)
+    grey = np.clip(unit[..., 0], 0.0, 1.0)[:, None]  # [N, 1, H, W]
+    return grey if channels == 1 else np.repeat(grey, 3, axis=1)
 
 
 def array_to_chw(array: np.ndarray, channels: int, source: str | Path | None = None) -> np.ndarray:
-    """An in-memory image (``[H, W]``/``[H, W, C]``, uint8, uint16 or float in [0, 1]) as ``[C, H, W]`` float32."""
+    """One in-memory image (``[H, W]``/``[H, W, C]``, uint8, uint16 or float in [0, 1]) as ``[C, H, W]`` float32.
+
+    The same conversion as :func:`images_to_chw`, for a batch of one (the result is contiguous).
+    """
     array = np.asarray(array)
-    return to_channels(_scale_to_unit(array, Path(str(source or "<array>"))), channels, source)
+    if array.ndim not in (2, 3):
+        raise DataError(source, f"image array has shape {tuple(array.shape)}; expected [H, W] or [H, W, C]")
+    return np.ascontiguousarray(images_to_chw(array[None], channels, source)[0])
 
 
 def read_image(path: str | Path, channels: int = 1) -> np.ndarray:
@@ -122,7 +151,7 @@ def read_image(path: str | Path, channels: int = 1) -> np.ndarray:
     when ``channels=1`` and grey is repeated when ``channels=3``.
     """
     path, pixels, _ = _open(path)
-    return to_channels(_scale_to_unit(pixels, path), channels, path)
+    return array_to_chw(pixels, channels, path)
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -147,44 +176,3 @@ def read_mask(path: str | Path) -> np.ndarray:
     if pixels.ndim != 2:
         raise DataError(path, f"mask has shape {pixels.shape}; expected a 2D image")
     return pixels != 0
-
-
-def boxes_from_mask(mask: np.ndarray, min_area: int = 1) -> np.ndarray:
-    """One ``(x1, y1, x2, y2)`` box per 8-connected component of ``mask`` (float32 ``[N, 4]``).
-
-    ``x2``/``y2`` are exclusive (last pixel + 1), so a one-pixel component at (x, y) gives
-    ``(x, y, x + 1, y + 1)``. Components smaller than ``min_area`` pixels are left out. Boxes come
-    in the raster order of their components' first pixels.
-    """
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"boxes_from_mask expects a 2D mask, got shape {mask.shape}")
-    labels, count = ndimage.label(mask.astype(bool), structure=_EIGHT_CONNECTED)
-    if count == 0:
-        return np.zeros((0, 4), dtype=np.float32)
-    areas = np.bincount(labels.ravel(), minlength=count + 1)[1:]
-    boxes = []
-    for index, found in enumerate(ndimage.find_objects(labels)):
-        if found is None or areas[index] < min_area:
-            continue
-        rows, cols = found
-        boxes.append((cols.start, rows.start, cols.stop, rows.stop))
-    return np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
-
-
-def boxes_and_labels_from_label_map(label_map: np.ndarray, min_area: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Boxes of every class of a label map (0 = background): ``(boxes [N, 4], labels [N])``.
-
-    Each connected component of class ``k`` gives one box with label ``k``.
-    """
-    label_map = np.asarray(label_map)
-    boxes, labels = [], []
-    for value in np.unique(label_map):
-        if value == 0:
-            continue
-        found = boxes_from_mask(label_map == value, min_area)
-        boxes.append(found)
-        labels.append(np.full(len(found), int(value), dtype=np.int64))
-    if not boxes:
-        return np.zeros((0, 4), dtype=np.float32), np.zeros((0,), dtype=np.int64)
-    return np.concatenate(boxes), np.concatenate(labels)

@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from medmtl.data.records import Record
 from medmtl.errors import ConfigError, DataError
+from medmtl.tables import read_csv_table
 
 DEFAULT_MASK_COL = "mask"
 
@@ -103,18 +102,6 @@ def read_manifest(csv_path: str | Path, image_col: str = "image", mask_col: str 
         raise DataError(csv_path, "has no rows")
     _make_names_unique(records, cells, csv_path, name_col)
     return records
-
-
-def read_csv_table(csv_path: Path) -> pd.DataFrame:
-    """A CSV file as strings (empty cells stay ``""``), column names stripped; clear errors."""
-    if not csv_path.is_file():
-        raise DataError(csv_path, "file does not exist" if not csv_path.exists() else "is not a file")
-    try:
-        table = pd.read_csv(csv_path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except Exception as exc:
-        raise DataError(csv_path, f"cannot be read as a CSV table: {exc}") from None
-    table.columns = [str(c).strip() for c in table.columns]
-    return table
 
 
 def _cell(row: dict[str, Any], column: str) -> str:

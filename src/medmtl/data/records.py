@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-MASK_TARGETS = frozenset({"mask", "boxes", "box_labels"})
+BOX_TARGETS = frozenset({"boxes", "box_labels"})
 
 
 @dataclass
@@ -19,8 +19,8 @@ class Record:
       uint8, uint16 or float in [0, 1]) gives the image.
     - ``mask_paths``: mask files merged with OR (several lesions annotated in separate files);
       ``mask_array``: an in-memory label map ``[H, W]`` (0 = background, 1..K = class). A record
-      with either has the targets ``mask``, ``boxes`` and ``box_labels`` (an empty mask is a valid
-      label: "no lesion").
+      with either has the target ``mask`` (an empty mask is a valid label: "no lesion"), and
+      ``boxes``/``box_labels`` derived from it when a dataset is asked for them (a detection task).
     - ``targets``: ``label`` (int), ``value`` (float or tuple of floats), ``survival``
       ``(time, event)``, optionally ``boxes`` (``[N, 4]`` xyxy in original pixels) and
       ``box_labels`` for records without a mask; ``None`` or a missing key means "not labelled".
@@ -61,11 +61,18 @@ class Record:
         """Where the image comes from, for messages."""
         return str(self.image_path) if self.image_path is not None else f"<in-memory image '{self.name}'>"
 
-    def available_targets(self) -> set[str]:
-        """The target keys this record's sample will have (decodes nothing)."""
+    def available_targets(self, boxes_from_masks: bool = False) -> set[str]:
+        """The target keys this record's sample will have (decodes nothing).
+
+        A record with a mask has ``mask``, and ``boxes``/``box_labels`` (from the mask) only with
+        ``boxes_from_masks``; a record without a mask has the ``boxes`` it gives.
+        """
         keys = {k for k, v in self.targets.items() if v is not None}
         if self.has_mask:
-            keys |= MASK_TARGETS
+            keys.add("mask")
+            keys -= BOX_TARGETS  # given boxes never stand beside a mask: a mask's boxes come from it
+            if boxes_from_masks:
+                keys |= BOX_TARGETS
         elif "boxes" in keys:  # boxes without a mask: labels default to 1 (lesion)
             keys.add("box_labels")
         return keys

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from skimage.color import hed_from_rgb, rgb_from_hed
 
-from medmtl.data.transforms import Sample, Transform
+from medmtl.data.sample import Sample, Transform
 from medmtl.errors import ConfigError
 
 HED_FROM_RGB = torch.as_tensor(hed_from_rgb, dtype=torch.float32)  # [3 rgb, 3 stains]

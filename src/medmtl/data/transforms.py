@@ -1,6 +1,6 @@
 """Augmentations applied consistently to a sample's image, mask and boxes.
 
-A transform maps a sample dict (``"image"`` ``[C, H, W]`` float in [0, 1], optional ``"mask"``
+A transform (:class:`~medmtl.data.sample.Transform`) maps a sample dict (``"image"`` ``[C, H, W]`` float in [0, 1], optional ``"mask"``
 ``[H, W]`` long, ``"boxes"`` ``[N, 4]`` xyxy pixels, ``"box_labels"`` ``[N]``) to a new dict; the
 input's tensors are never changed in place (datasets cache them).
 
@@ -24,9 +24,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from medmtl.data.image_io import boxes_and_labels_from_label_map
-
-Sample = dict[str, Any]
+from medmtl.data.boxes import box_targets_from_mask
+from medmtl.data.sample import Sample, Transform
+from medmtl.data.stain import RandomHEDJitter
 
 
 def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
@@ -41,47 +41,12 @@ def _keep_nonempty_boxes(out: Sample, boxes: torch.Tensor) -> None:
         out["box_labels"] = out["box_labels"][keep]
 
 
-def boxes_from_label_map(mask: torch.Tensor, previous_labels: torch.Tensor | None = None
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boxes of a label map's connected components and their labels.
-
-    A component of class ``k`` gets label ``k``, except when the mask is binary and the sample's
-    boxes all carried one label ``c`` (for example the image's class + 1): then they keep ``c``.
-    """
-    boxes, labels = boxes_and_labels_from_label_map(mask.detach().cpu().numpy())
-    boxes_t = torch.from_numpy(boxes).float()
-    labels_t = torch.from_numpy(labels).long()
-    if previous_labels is not None and len(previous_labels) and len(labels_t) and int(mask.max()) == 1:
-        unique = torch.unique(previous_labels)
-        if len(unique) == 1:
-            labels_t = torch.full_like(labels_t, int(unique[0]))
-    return boxes_t, labels_t
-
-
 def _recompute_boxes(out: Sample, original: Sample) -> None:
-    boxes, labels = boxes_from_label_map(out["mask"], original.get("box_labels"))
+    """``out``'s boxes (and labels) from its transformed mask, in the dtypes of ``original``'s."""
+    boxes, labels = box_targets_from_mask(out["mask"], original.get("box_labels"))
     out["boxes"] = boxes.to(original["boxes"].dtype)
     if "box_labels" in original:
         out["box_labels"] = labels.to(original["box_labels"].dtype)
-
-
-class Transform:
-    """Base class: ``transform(sample, generator=None) -> sample``."""
-
-    random = False
-
-    def __init__(self, generator: torch.Generator | None = None) -> None:
-        self.generator = generator
-
-    def __call__(self, sample: Sample, generator: torch.Generator | None = None) -> Sample:
-        return self.apply(sample, generator if generator is not None else self.generator)
-
-    def apply(self, sample: Sample, generator: torch.Generator | None) -> Sample:  # pragma: no cover
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "generator")
-        return f"{type(self).__name__}({fields})"
 
 
 class Compose(Transform):
@@ -133,30 +98,29 @@ def resize(sample: Sample, size: tuple[int, int]) -> Sample:
 
 
 # ------------------------------------------------------------------------------------------ flips
+def _flip(sample: Sample, dim: int) -> Sample:
+    """Mirror along image axis ``dim`` (-1: left-right, -2: top-bottom); boxes follow exactly."""
+    out = dict(sample)
+    size = sample["image"].shape[dim]
+    out["image"] = sample["image"].flip(dim)
+    if "mask" in sample:
+        out["mask"] = sample["mask"].flip(dim)
+    if "boxes" in sample:
+        low, high = (0, 2) if dim == -1 else (1, 3)  # the box columns along that axis (x or y)
+        boxes = sample["boxes"].clone()
+        boxes[:, low], boxes[:, high] = size - sample["boxes"][:, high], size - sample["boxes"][:, low]
+        out["boxes"] = boxes
+    return out
+
+
 def hflip(sample: Sample) -> Sample:
     """Mirror left-right."""
-    out = dict(sample)
-    width = sample["image"].shape[-1]
-    out["image"] = sample["image"].flip(-1)
-    if "mask" in sample:
-        out["mask"] = sample["mask"].flip(-1)
-    if "boxes" in sample:
-        boxes = sample["boxes"]
-        out["boxes"] = torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
-    return out
+    return _flip(sample, -1)
 
 
 def vflip(sample: Sample) -> Sample:
     """Mirror top-bottom."""
-    out = dict(sample)
-    height = sample["image"].shape[-2]
-    out["image"] = sample["image"].flip(-2)
-    if "mask" in sample:
-        out["mask"] = sample["mask"].flip(-2)
-    if "boxes" in sample:
-        boxes = sample["boxes"]
-        out["boxes"] = torch.stack([boxes[:, 0], height - boxes[:, 3], boxes[:, 2], height - boxes[:, 1]], dim=1)
-    return out
+    return _flip(sample, -2)
 
 
 class RandomHorizontalFlip(Transform):
@@ -340,8 +304,6 @@ def build_transforms(aug_config: Any, image_size: int | tuple[int, int] | None, 
         transforms.append(RandomElastic(magnitude=float(_option(aug_config, "elastic_magnitude", 0.03)), p=0.5))
     hed = float(_option(aug_config, "hed", 0.0) or 0.0)
     if hed > 0:
-        from medmtl.data.stain import RandomHEDJitter  # stain.py builds on this module
-
         transforms.append(RandomHEDJitter(hed))
     strength = float(_option(aug_config, "intensity", 0.0) or 0.0)
     if strength > 0:
@@ -356,6 +318,6 @@ def describe(transform: Compose | None) -> list[str]:
 
 __all__ = [
     "Compose", "RandomElastic", "RandomHorizontalFlip", "RandomIntensity", "RandomRotation", "RandomVerticalFlip",
-    "Resize", "Transform", "adjust_intensity", "boxes_from_label_map", "build_transforms", "elastic", "hflip",
+    "Resize", "Transform", "adjust_intensity", "build_transforms", "elastic", "hflip",
     "resize", "rotate", "vflip",
 ]

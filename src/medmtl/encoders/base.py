@@ -6,9 +6,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel, ConfigDict
 from torch import nn
 
 from medmtl.errors import DataError
+
+
+class EncoderOptions(BaseModel):
+    """Base of the options models of the encoders (``model.encoder.options``); unknown keys are errors.
+
+    Each encoder declares its subclass (with the defaults) in its own module; an encoder without
+    options uses this class as is.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass(frozen=True)

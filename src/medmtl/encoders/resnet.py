@@ -6,7 +6,11 @@ import torch
 from torch import nn
 from torchvision.models import resnet
 
-from medmtl.encoders.base import Encoder, FeatureInfo, replace_first_conv
+from medmtl.encoders.base import Encoder, EncoderOptions, FeatureInfo, replace_first_conv
+
+
+class ResNetOptions(EncoderOptions):
+    """ResNet-18/34/50 take no options (the depth is in the name)."""
 
 
 class ResNetEncoder(Encoder):

@@ -6,7 +6,11 @@ import torch
 from torch import nn
 from torchvision.models import vgg
 
-from medmtl.encoders.base import Encoder, FeatureInfo, replace_first_conv
+from medmtl.encoders.base import Encoder, EncoderOptions, FeatureInfo, replace_first_conv
+
+
+class VGGOptions(EncoderOptions):
+    """VGG-13 takes no options (batch norm is in the name: vgg13_bn)."""
 
 
 class VGGEncoder(Encoder):

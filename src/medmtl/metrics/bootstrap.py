@@ -30,6 +30,28 @@ def as_numpy(values: Any) -> np.ndarray:
     return np.asarray(values)
 
 
+def undefined_metrics(*names: str) -> dict[str, Any]:
+    """``{name: NaN, name_ci95: [NaN, NaN], …, "n": 0}``: the result of a metric summary on zero samples."""
+    result: dict[str, Any] = {}
+    for name in names:
+        result[name], result[f"{name}_ci95"] = math.nan, [math.nan, math.nan]
+    return {**result, "n": 0}
+
+
+def paired_samples(first: Any, second: Any, names: tuple[str, str], metric: str,
+                   dtype: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """Two ``[N]`` arrays of the same length ``N > 0`` (as ``dtype`` when given); a ``ValueError``
+    naming them (``names``) and the ``metric`` otherwise."""
+    first, second = as_numpy(first), as_numpy(second)
+    if dtype is not None:
+        first, second = first.astype(dtype), second.astype(dtype)
+    if first.ndim != 1 or second.shape != first.shape:
+        raise ValueError(f"{names[0]} and {names[1]} must both be [N], got {first.shape} and {second.shape}")
+    if first.shape[0] == 0:
+        raise ValueError(f"{metric} is undefined for zero samples")
+    return first, second
+
+
 def bootstrap_indices(n: int, n_resamples: int, seed: int = 0) -> np.ndarray:
     """Row indices of the bootstrap resamples, ``[n_resamples, n]`` int64.
 

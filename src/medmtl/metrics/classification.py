@@ -13,9 +13,8 @@ import warnings
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
-from medmtl.metrics.bootstrap import as_numpy, batched_mean, bootstrap_ci
+from medmtl.metrics.bootstrap import as_numpy, batched_mean, bootstrap_ci, paired_samples
 
 __all__ = ["accuracy", "balanced_accuracy", "classification_metrics", "roc_auc", "roc_curve_points"]
 
@@ -43,6 +42,8 @@ def _binary_auc_rows(positive: np.ndarray, scores: np.ndarray) -> np.ndarray:
     Returns:
         ``[...]`` AUC values; NaN where a row holds only one class.
     """
+    from scipy.stats import rankdata  # scipy.stats is slow to import
+
     ranks = rankdata(scores, axis=-1)
     n = positive.shape[-1]
     n_pos = positive.sum(axis=-1).astype(np.float64)
@@ -169,26 +170,16 @@ def roc_curves(labels: Any, probs: Any) -> dict[int, tuple[np.ndarray, np.ndarra
     return curves
 
 
-def _check_pair(labels: Any, predicted: Any) -> tuple[np.ndarray, np.ndarray]:
-    labels = as_numpy(labels)
-    predicted = as_numpy(predicted)
-    if labels.ndim != 1 or predicted.shape != labels.shape:
-        raise ValueError(f"labels and predicted must both be [N], got {labels.shape} and {predicted.shape}")
-    if labels.shape[0] == 0:
-        raise ValueError("accuracy is undefined for zero samples")
-    return labels, predicted
-
-
 def accuracy(labels: Any, predicted: Any) -> float:
     """Fraction of ``predicted`` ``[N]`` labels equal to ``labels`` ``[N]``."""
-    labels, predicted = _check_pair(labels, predicted)
+    labels, predicted = paired_samples(labels, predicted, ("labels", "predicted"), "accuracy")
     return float(np.mean(labels == predicted))
 
 
 def balanced_accuracy(labels: Any, predicted: Any) -> float:
     """Mean per-class recall over the classes present in ``labels`` ``[N]`` (scikit-learn's
     ``balanced_accuracy_score`` with ``adjusted=False``); ``predicted`` is ``[N]``."""
-    labels, predicted = _check_pair(labels, predicted)
+    labels, predicted = paired_samples(labels, predicted, ("labels", "predicted"), "balanced accuracy")
     recalls = [np.mean(predicted[labels == c] == c) for c in np.unique(labels)]
     return float(np.mean(recalls))
 

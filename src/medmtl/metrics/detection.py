@@ -121,23 +121,24 @@ def froc_metrics(matches: Sequence[ImageMatches], levels: Sequence[float] = DEFA
     point = tpr_at_fpi(fpi, tpr, levels)
     result: dict[str, Any] = {}
     for level, value in point.items():
-        result[f"tpr_fpi_{_level_name(level)}"] = value
+        result[fpi_metric_name(level)] = value
     result["froc_score"] = float(np.mean(list(point.values()))) if point else math.nan
     if n_resamples <= 0 or not matches:
         for level in point:
-            result[f"tpr_fpi_{_level_name(level)}_ci95"] = [math.nan, math.nan]
+            result[f"{fpi_metric_name(level)}_ci95"] = [math.nan, math.nan]
         return result
     resampled = np.full((n_resamples, len(levels)), math.nan)
     for r, rows in enumerate(bootstrap_indices(len(matches), n_resamples, seed)):
         curve = froc_curve([matches[i] for i in rows])
         resampled[r] = list(tpr_at_fpi(curve[0], curve[1], levels).values())
     for column, level in enumerate(point):
-        result[f"tpr_fpi_{_level_name(level)}_ci95"] = list(percentile_interval(resampled[:, column], n_resamples))
+        result[f"{fpi_metric_name(level)}_ci95"] = list(percentile_interval(resampled[:, column], n_resamples))
     return result
 
 
-def _level_name(level: float) -> str:
-    return f"{level:g}"
+def fpi_metric_name(level: float) -> str:
+    """The metric name of the lesion TPR at ``level`` false positives per image: ``tpr_fpi_0.5``."""
+    return f"tpr_fpi_{level:g}"
 
 
 def average_precision(pred_boxes: Sequence[Any], pred_scores: Sequence[Any], pred_labels: Sequence[Any],

@@ -6,38 +6,29 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
-from medmtl.metrics.bootstrap import as_numpy, batched_mean, bootstrap_ci
+from medmtl.metrics.bootstrap import as_numpy, batched_mean, bootstrap_ci, paired_samples, undefined_metrics
 
 __all__ = ["mae", "mse", "regression_metrics", "spearman"]
 
 
-def _pair(target: Any, pred: Any) -> tuple[np.ndarray, np.ndarray]:
-    target = as_numpy(target).astype(np.float64)
-    pred = as_numpy(pred).astype(np.float64)
-    if target.ndim != 1 or pred.shape != target.shape:
-        raise ValueError(f"target and pred must both be [N], got {target.shape} and {pred.shape}")
-    if target.shape[0] == 0:
-        raise ValueError("regression metrics are undefined for zero samples")
-    return target, pred
-
-
 def mae(target: Any, pred: Any) -> float:
     """Mean absolute error of ``pred`` ``[N]`` against ``target`` ``[N]``."""
-    target, pred = _pair(target, pred)
+    target, pred = paired_samples(target, pred, ("target", "pred"), "regression metrics", np.float64)
     return float(np.mean(np.abs(pred - target)))
 
 
 def mse(target: Any, pred: Any) -> float:
     """Mean squared error of ``pred`` ``[N]`` against ``target`` ``[N]``."""
-    target, pred = _pair(target, pred)
+    target, pred = paired_samples(target, pred, ("target", "pred"), "regression metrics", np.float64)
     return float(np.mean((pred - target) ** 2))
 
 
 def _spearman_rows(target: np.ndarray, pred: np.ndarray) -> np.ndarray:
     """Spearman's rho along the last axis of ``[..., N]`` arrays (average ranks for ties);
     NaN where either row is constant."""
+    from scipy.stats import rankdata  # scipy.stats is slow to import
+
     rt = rankdata(target, axis=-1)
     rp = rankdata(pred, axis=-1)
     rt = rt - rt.mean(axis=-1, keepdims=True)
@@ -52,7 +43,7 @@ def _spearman_rows(target: np.ndarray, pred: np.ndarray) -> np.ndarray:
 def spearman(target: Any, pred: Any) -> float:
     """Spearman rank correlation of ``target`` ``[N]`` and ``pred`` ``[N]``, as
     ``scipy.stats.spearmanr``: NaN when either is constant (or N < 2), NaN inputs propagate."""
-    target, pred = _pair(target, pred)
+    target, pred = paired_samples(target, pred, ("target", "pred"), "regression metrics", np.float64)
     if target.shape[0] < 2 or np.isnan(target).any() or np.isnan(pred).any():
         return math.nan
     return float(_spearman_rows(target, pred))
@@ -81,8 +72,7 @@ def regression_metrics(target: Any, pred: Any, n_resamples: int = 1000, seed: in
         raise ValueError(f"target and pred must have the same length, got {target.shape[0]} and {pred.shape[0]}")
     n = int(target.shape[0])
     if n == 0:
-        return {"mae": math.nan, "mae_ci95": [math.nan, math.nan], "spearman": math.nan,
-                "spearman_ci95": [math.nan, math.nan], "n": 0}
+        return undefined_metrics("mae", "spearman")
     rho = spearman(target, pred)
     rho_ci = (list(bootstrap_ci(_spearman_rows, target, pred, n_resamples=n_resamples, seed=seed, vectorized=True))
               if not math.isnan(rho) else [math.nan, math.nan])

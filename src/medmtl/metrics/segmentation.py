@@ -7,13 +7,12 @@ Convention for a class absent from the target: 1.0 when it is also absent from t
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import torch
 
-from medmtl.metrics.bootstrap import as_numpy, batched_mean, bootstrap_ci
+from medmtl.metrics.bootstrap import as_numpy, batched_mean, bootstrap_ci, undefined_metrics
 
 __all__ = ["dice_per_image", "iou_per_image", "segmentation_metrics"]
 
@@ -118,8 +117,7 @@ def segmentation_metrics(dice_values: Any, iou_values: Any, n_resamples: int = 1
         raise ValueError(f"dice_values and iou_values must have the same length, got {dice.shape[0]} and {iou.shape[0]}")
     n = int(dice.shape[0])
     if n == 0:
-        return {"dice": math.nan, "dice_ci95": [math.nan, math.nan], "iou": math.nan,
-                "iou_ci95": [math.nan, math.nan], "n": 0}
+        return undefined_metrics("dice", "iou")
     return {
         "dice": float(dice.mean()),
         "dice_ci95": list(bootstrap_ci(batched_mean, dice, n_resamples=n_resamples, seed=seed, vectorized=True)),

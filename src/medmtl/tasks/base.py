@@ -1,91 +1,183 @@
-"""The task contract: a head, its loss, its metrics and the sample key that holds its target."""
+"""The task contract: a head, its loss, its metrics, the sample key that holds its target, and how
+its results are shown (report figures, overlays, prediction files).
+
+Nothing outside ``medmtl.tasks`` knows task kinds: the model, the trainer, the report, ``predict`` and
+``compare`` only call the methods below. A new kind is one file (an options model and a
+:class:`Task` subclass) plus one line in :mod:`medmtl.tasks.registry`.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, Generic, TypeVar
 
 import numpy as np
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from medmtl.encoders.base import FeatureInfo
+from medmtl.errors import ConfigError
+from medmtl.tasks.outputs import Overlay, PredictionSink
 
-Outputs = dict[str, torch.Tensor]
+Batch = dict[str, Any]
+Outputs = dict[str, Any]
+Summary = dict[str, np.ndarray]
+
+#: raw head output of a task (a tensor for most kinds, :class:`~medmtl.tasks.detection.Detections` for detection)
+P = TypeVar("P")
+#: what :meth:`Task.select` pairs with the prediction: the labelled rows' targets
+T = TypeVar("T")
 
 
-class Task(nn.Module, ABC):
+class TaskOptions(BaseModel):
+    """Options every task kind has. Each kind subclasses this once, in its own file, with its own
+    fields and defaults (the only place they are stated); the run configuration validates
+    ``model.tasks[i]`` with the subclass of the entry's ``kind``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: str
+    name: str | None = Field(None, description="task name (default: the kind); names its losses, metrics, files")
+    target: str = Field(description="sample key of the task's target")
+    consumes: list[str] = Field(default_factory=list, description="tasks whose outputs this head reads "
+                                                                   "(feature transfer)")
+
+
+class Task(nn.Module, ABC, Generic[P, T]):
     """One prediction problem on top of the shared encoder.
 
-    A task is created without knowing the encoder; :class:`medmtl.model.MultiTaskModel` calls
+    Create with options as keywords (``ClassificationTask(num_classes=3)``) or a validated options
+    object (``ClassificationTask(options=ClassificationOptions(...))``); bad options raise a
+    :class:`ConfigError` naming ``tasks.<name>.<key>``. :class:`medmtl.model.MultiTaskModel` calls
     :meth:`build_head` with the encoder's feature description. Samples lacking the task's target
-    (``batch["present"][target_key]`` False) are left out of its loss and metrics; a batch
-    without any target for the task contributes exactly zero.
+    (``batch["present"][target]`` False) are left out of its loss and metrics; a batch without any
+    target for the task contributes exactly zero.
     """
 
     kind: ClassVar[str]
+    Options: ClassVar[type[TaskOptions]]
     #: metric used for checkpoint selection / early stopping, and whether higher is better
     monitor: ClassVar[tuple[str, str]] = ("loss", "min")
-    #: True when :meth:`forward` takes the batch as a fourth argument (heads whose training
-    #: computation depends on the targets, such as detection's proposal sampling)
-    uses_batch: ClassVar[bool] = False
+    #: metrics that ``medmtl compare`` tabulates (mean ± std over splits), most important first
+    summary_metrics: ClassVar[tuple[str, ...]] = ()
+    #: a helper task that only shapes the shared features (``compare`` trains no single-task model of it)
+    auxiliary: ClassVar[bool] = False
 
-    def __init__(self, name: str, target_key: str, consumes: tuple[str, ...] = ()) -> None:
+    def __init__(self, name: str | None = None, options: TaskOptions | None = None, **values: Any) -> None:
         super().__init__()
-        self.name = name
-        self.target_key = target_key
+        self.options = self._validated(name, options, values)
+        self.name = name or self.options.name or self.kind
+        self.target = self.options.target
         #: names of other tasks whose outputs this head reads (feature transfer); the model
         #: runs those first and passes their outputs in ``context``
-        self.consumes = tuple(consumes)
+        self.consumes = tuple(self.options.consumes)
         self.head: nn.Module | None = None
 
+    @classmethod
+    def _validated(cls, name: str | None, options: TaskOptions | None, values: dict[str, Any]) -> Any:
+        if options is not None:
+            if values:
+                raise TypeError(f"{cls.__name__}: pass either options= or option keywords, not both")
+            if not isinstance(options, cls.Options):
+                raise TypeError(f"{cls.__name__} takes {cls.Options.__name__}, not {type(options).__name__}")
+            return options
+        try:
+            return cls.Options(kind=cls.kind, name=name, **values)
+        except ValidationError as error:
+            first = error.errors()[0]
+            key = ".".join(str(part) for part in first["loc"])
+            prefix = f"tasks.{name or cls.kind}"
+            problem = first["msg"]
+            if first["type"] == "extra_forbidden":
+                problem = f"unknown option; allowed: {sorted(set(cls.Options.model_fields) - {'kind'})}"
+            raise ConfigError(f"{prefix}.{key}" if key else prefix, problem) from None
+
+    # -- the model ------------------------------------------------------------------------
     @abstractmethod
     def build_head(self, feature_info: list[FeatureInfo], image_channels: int) -> None:
         """Create ``self.head`` for an encoder with these feature maps."""
 
     @abstractmethod
-    def forward(self, features: list[torch.Tensor], image: torch.Tensor, context: Outputs) -> torch.Tensor:
-        """Predict from encoder features ``[B, C_i, H_i, W_i]`` and the input ``[B, C, H, W]``."""
+    def forward(self, features: list[torch.Tensor], image: torch.Tensor, context: Outputs,
+                batch: Batch | None = None) -> P:
+        """Predict from encoder features ``[B, C_i, H_i, W_i]`` and the input ``[B, C, H, W]``.
+
+        ``context`` holds the outputs of the tasks named in ``consumes``; ``batch`` (when training
+        or evaluating) lets heads whose computation depends on the targets use them (detection's
+        proposal sampling); most heads ignore it.
+        """
 
     @abstractmethod
-    def compute_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Scalar loss on the labelled rows only (both tensors already restricted to them)."""
+    def compute_loss(self, prediction: P, target: T) -> torch.Tensor:
+        """Scalar loss on the labelled rows only (both already restricted to them by :meth:`select`)."""
 
     @abstractmethod
-    def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> dict[str, np.ndarray]:
+    def summarize(self, prediction: P, target: T) -> Summary:
         """Per-sample numbers (rows = labelled samples) that :meth:`compute_metrics` aggregates."""
 
     @abstractmethod
-    def compute_metrics(self, summary: dict[str, np.ndarray], n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    def compute_metrics(self, summary: Summary, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
         """Epoch metrics from concatenated summaries; ``<m>_ci95`` holds a bootstrap interval."""
 
-    def postprocess(self, prediction: torch.Tensor) -> torch.Tensor:
+    def postprocess(self, prediction: P) -> Any:
         """Turn raw head output into the user-facing prediction (probabilities, masks…)."""
         return prediction
 
     # -- shared plumbing -----------------------------------------------------------------
-    def select(self, prediction: torch.Tensor, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """``(prediction, target)`` restricted to the samples labelled for this task, or None."""
-        if self.target_key == "image":
+    def select(self, prediction: P, batch: Batch) -> tuple[P, T] | None:
+        """``(prediction, target)`` restricted to the samples labelled for this task, or None.
+
+        The default handles tensor outputs with one row per sample; the target ``image`` (the
+        input itself) is always present.
+        """
+        if self.target == "image":
             return prediction, batch["image"]
-        present = batch["present"].get(self.target_key)
+        present = batch["present"].get(self.target)
         if present is None or not bool(present.any()):
             return None
         present = present.to(prediction.device)
-        return prediction[present], batch["targets"][self.target_key].to(prediction.device)[present]
+        return prediction[present], batch["targets"][self.target].to(prediction.device)[present]
 
-    def loss(self, prediction: torch.Tensor, batch: dict[str, Any]) -> torch.Tensor | None:
+    def loss(self, prediction: P, batch: Batch) -> torch.Tensor | None:
         """The task's loss on a batch, or None when no sample of the batch is labelled for it."""
         selected = self.select(prediction, batch)
         if selected is None:
             return None
         return self.compute_loss(*selected)
 
+    def loss_parts(self, prediction: P) -> dict[str, torch.Tensor]:
+        """Named sub-losses worth logging beside the task's loss (detection: RPN, RoI, mask); none by default."""
+        return {}
+
+    @property
+    def wants_boxes_from_masks(self) -> bool:
+        """Whether samples should carry boxes derived from their masks (one per connected component)."""
+        return False
+
+    # -- results for people ---------------------------------------------------------------
+    def report_figures(self, summary: Summary, out_dir: Path, split: str) -> list[str]:
+        """Write this task's figures (and their data as CSV) into ``out_dir``; return the Markdown
+        sections that show them. ``summary``: this task's concatenated :meth:`summarize` output."""
+        return []
+
+    def overlay(self, prediction: Any, batch: Batch, index: int) -> Overlay | None:
+        """What the report's picture of sample ``index`` shows for this task (``prediction``: the
+        :meth:`postprocess` output of the batch), or None."""
+        return None
+
+    def write_prediction(self, prediction: Any, sink: PredictionSink) -> Any:
+        """The JSON entry of one image's prediction (``prediction``: the :meth:`postprocess` output
+        of a batch of one), writing any files through ``sink``; None leaves the task out of
+        ``predictions.json``. Default: the values as a list."""
+        return prediction[0].tolist()
+
     def extra_repr(self) -> str:
-        return f"name={self.name!r}, target_key={self.target_key!r}"
+        return f"name={self.name!r}, target={self.target!r}"
 
 
-def concat_summaries(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def concat_summaries(parts: list[Summary]) -> Summary:
     """Join per-batch summaries into one per epoch (empty dict when nothing was labelled)."""
     parts = [p for p in parts if p]
     if not parts:

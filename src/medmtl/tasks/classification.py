@@ -2,77 +2,132 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, ValidationInfo, field_validator
 
 from medmtl.encoders.base import FeatureInfo
-from medmtl.errors import ConfigError
-from medmtl.metrics import classification_metrics
-from medmtl.tasks.base import Outputs, Task
-from medmtl.tasks.heads import PooledHead
+from medmtl.io_utils import atomic_write_text
+from medmtl.metrics import classification_metrics, roc_curves
+from medmtl.tasks.base import Batch, Outputs, Summary, Task
+from medmtl.tasks.heads import PooledHead, PooledHeadOptions
+from medmtl.tasks.outputs import Overlay
 
 
-class ClassificationTask(Task):
+class ClassificationOptions(PooledHeadOptions):
+    kind: Literal["classification"] = "classification"
+    target: str = "label"
+    num_classes: int = Field(2, ge=2)
+    loss: Literal["ce", "bce"] = Field("ce", description="softmax cross-entropy, or binary cross-entropy "
+                                                         "on one logit (two classes only)")
+    class_weights: list[float] | None = Field(None, description="loss weight per class")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+
+    @field_validator("loss")
+    @classmethod
+    def _bce_is_binary(cls, loss: str, info: ValidationInfo) -> str:
+        if loss == "bce" and info.data.get("num_classes", 2) != 2:
+            raise ValueError("'bce' needs num_classes == 2; use 'ce' for more classes")
+        return loss
+
+    @field_validator("class_weights")
+    @classmethod
+    def _one_weight_per_class(cls, weights: list[float] | None, info: ValidationInfo) -> list[float] | None:
+        classes = info.data.get("num_classes", 2)
+        if weights is not None and len(weights) != classes:
+            raise ValueError(f"class_weights has {len(weights)} values for {classes} classes")
+        return weights
+
+
+class ClassificationTask(Task[torch.Tensor, torch.Tensor]):
     """Predicts one class per image from the pooled encoder features.
 
     ``loss="ce"``: ``num_classes`` logits with softmax cross-entropy. ``loss="bce"`` (binary
     only): one logit with binary cross-entropy. Targets: LongTensor ``[B]`` of class indices.
-    Prediction: logits ``[B, num_classes]`` or ``[B, 1]``.
+    Prediction: logits ``[B, num_classes]`` or ``[B, 1]``; :meth:`postprocess` gives probabilities
+    ``[B, num_classes]``.
     """
 
     kind = "classification"
+    Options = ClassificationOptions
     monitor = ("auc", "max")
+    summary_metrics = ("auc", "balanced_accuracy", "accuracy")
+    options: ClassificationOptions
 
-    def __init__(self, name: str = "classification", num_classes: int = 2, target_key: str = "label",
-                 loss: Literal["ce", "bce"] = "ce", class_weights: list[float] | None = None,
-                 levels: Literal["last", "all"] = "last", hidden: int = 0, dropout: float = 0.0,
-                 label_smoothing: float = 0.0, consumes: tuple[str, ...] = ()) -> None:
-        super().__init__(name, target_key, consumes)
-        if num_classes < 2:
-            raise ConfigError(f"tasks.{name}.num_classes", f"must be at least 2, got {num_classes}")
-        if loss not in ("ce", "bce"):
-            raise ConfigError(f"tasks.{name}.loss", f"'{loss}' is not one of ['ce', 'bce']")
-        if loss == "bce" and num_classes != 2:
-            raise ConfigError(f"tasks.{name}.loss", "'bce' needs num_classes == 2; use 'ce' for more classes")
-        if class_weights is not None and len(class_weights) != num_classes:
-            raise ConfigError(f"tasks.{name}.class_weights",
-                              f"has {len(class_weights)} values for {num_classes} classes")
-        self.num_classes = num_classes
-        self.loss_kind = loss
-        self.levels, self.hidden, self.dropout = levels, hidden, dropout
-        self.label_smoothing = label_smoothing
-        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
-        self.register_buffer("class_weights", weights, persistent=False)
+    def __init__(self, name: str | None = None, options: ClassificationOptions | None = None, **values: Any) -> None:
+        super().__init__(name, options, **values)
+        weights = self.options.class_weights
+        self.register_buffer("class_weights", torch.tensor(weights, dtype=torch.float32) if weights else None,
+                             persistent=False)
+
+    @property
+    def num_classes(self) -> int:
+        return self.options.num_classes
 
     def build_head(self, feature_info: list[FeatureInfo], image_channels: int) -> None:
-        outputs = 1 if self.loss_kind == "bce" else self.num_classes
-        self.head = PooledHead(feature_info, outputs, self.levels, self.hidden, self.dropout)
+        outputs = 1 if self.options.loss == "bce" else self.num_classes
+        self.head = PooledHead.for_task(self, feature_info, outputs)
 
-    def forward(self, features: list[torch.Tensor], image: torch.Tensor, context: Outputs) -> torch.Tensor:
+    def forward(self, features: list[torch.Tensor], image: torch.Tensor, context: Outputs,
+                batch: Batch | None = None) -> torch.Tensor:
         return self.head(features)
 
     def compute_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = target.long()
-        if self.loss_kind == "bce":
+        if self.options.loss == "bce":
             pos_weight = None
             if self.class_weights is not None:
                 pos_weight = self.class_weights[1] / self.class_weights[0]
             return F.binary_cross_entropy_with_logits(prediction[:, 0], target.float(), pos_weight=pos_weight)
-        return F.cross_entropy(prediction, target, weight=self.class_weights, label_smoothing=self.label_smoothing)
+        return F.cross_entropy(prediction, target, weight=self.class_weights,
+                               label_smoothing=self.options.label_smoothing)
 
     def postprocess(self, prediction: torch.Tensor) -> torch.Tensor:
         """Class probabilities ``[B, num_classes]``."""
-        if self.loss_kind == "bce":
+        if self.options.loss == "bce":
             p = torch.sigmoid(prediction[:, 0])
             return torch.stack([1 - p, p], dim=1)
         return prediction.softmax(dim=1)
 
-    def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> dict[str, np.ndarray]:
+    def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> Summary:
         probs = self.postprocess(prediction.detach().float()).cpu().numpy()
         return {"labels": target.detach().long().cpu().numpy(), "probs": probs}
 
-    def compute_metrics(self, summary: dict[str, np.ndarray], n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    def compute_metrics(self, summary: Summary, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
         return classification_metrics(summary["labels"], summary["probs"], n_resamples=n_resamples, seed=seed)
+
+    # -- results for people ---------------------------------------------------------------
+    def report_figures(self, summary: Summary, out_dir: Path, split: str) -> list[str]:
+        return roc_section(self.name, summary["labels"], summary["probs"], out_dir, f"ROC — {self.name} ({split})",
+                           f"ROC — {self.name}")
+
+    def overlay(self, prediction: torch.Tensor, batch: Batch, index: int) -> Overlay:
+        probs = prediction[index].cpu().numpy()
+        present = batch["present"].get(self.target)
+        truth = int(batch["targets"][self.target][index]) if present is not None and present[index] else "?"
+        return Overlay(caption=f"true {truth}, pred {int(np.argmax(probs))} (p={probs.max():.2f})")
+
+    def write_prediction(self, prediction: torch.Tensor, sink: Any) -> list[float]:
+        probs = prediction[0].tolist()
+        sink.overlays.append(Overlay(caption=f"{self.name}: " + ", ".join(f"{p:.2f}" for p in probs)))
+        return probs
+
+
+def roc_section(name: str, labels: np.ndarray, probs: np.ndarray, out_dir: Path, title: str,
+                heading: str) -> list[str]:
+    """Write ``roc_<name>.png`` and its points ``roc_<name>.csv`` (class, fpr, tpr) of ``probs``
+    ``[N, K]`` against ``labels`` ``[N]``; the Markdown section showing the figure (none when no
+    curve can be drawn)."""
+    import pandas as pd
+
+    from medmtl.report.plots import plot_roc  # matplotlib only when a report is written
+
+    rows = [pd.DataFrame({"class": cls, "fpr": fpr, "tpr": tpr}) for cls, (fpr, tpr) in roc_curves(labels, probs).items()]
+    if rows:
+        atomic_write_text(out_dir / f"roc_{name}.csv", pd.concat(rows).to_csv(index=False))
+    png = plot_roc(labels, probs, out_dir / f"roc_{name}.png", title=title)
+    return [f"## {heading}\n\n![ROC {name}]({png.name})"] if png else []

@@ -4,51 +4,55 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from medmtl.encoders.base import FeatureInfo
-from medmtl.errors import ConfigError
 from medmtl.metrics import regression_metrics
-from medmtl.tasks.base import Outputs, Task
-from medmtl.tasks.heads import PooledHead
+from medmtl.tasks.base import Batch, Outputs, Summary, Task
+from medmtl.tasks.heads import PooledHead, PooledHeadOptions
 
 _LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.smooth_l1_loss}
 
 
-class RegressionTask(Task):
-    """Predicts ``num_outputs`` numbers per image. Target ``[B]`` or ``[B, num_outputs]``.
+class RegressionOptions(PooledHeadOptions):
+    kind: Literal["regression"] = "regression"
+    target: str = "value"
+    num_outputs: int = Field(1, ge=1)
+    loss: Literal["mse", "l1", "huber"] = "mse"
+
+
+class RegressionTask(Task[torch.Tensor, torch.Tensor]):
+    """Predicts ``num_outputs`` numbers per image ``[B, num_outputs]``. Target ``[B]`` or ``[B, num_outputs]``.
 
     Metrics (MAE, Spearman) are reported for the first output.
     """
 
     kind = "regression"
+    Options = RegressionOptions
     monitor = ("mae", "min")
+    summary_metrics = ("mae", "spearman")
+    options: RegressionOptions
 
-    def __init__(self, name: str = "regression", target_key: str = "value", num_outputs: int = 1,
-                 loss: Literal["mse", "l1", "huber"] = "mse", levels: Literal["last", "all"] = "last",
-                 hidden: int = 0, dropout: float = 0.0, consumes: tuple[str, ...] = ()) -> None:
-        super().__init__(name, target_key, consumes)
-        if loss not in _LOSSES:
-            raise ConfigError(f"tasks.{name}.loss", f"'{loss}' is not one of {sorted(_LOSSES)}")
-        self.num_outputs = num_outputs
-        self.loss_fn = _LOSSES[loss]
-        self.levels, self.hidden, self.dropout = levels, hidden, dropout
+    def __init__(self, name: str | None = None, options: RegressionOptions | None = None, **values: Any) -> None:
+        super().__init__(name, options, **values)
+        self.loss_fn = _LOSSES[self.options.loss]
 
     def build_head(self, feature_info: list[FeatureInfo], image_channels: int) -> None:
-        self.head = PooledHead(feature_info, self.num_outputs, self.levels, self.hidden, self.dropout)
+        self.head = PooledHead.for_task(self, feature_info, self.options.num_outputs)
 
-    def forward(self, features: list[torch.Tensor], image: torch.Tensor, context: Outputs) -> torch.Tensor:
+    def forward(self, features: list[torch.Tensor], image: torch.Tensor, context: Outputs,
+                batch: Batch | None = None) -> torch.Tensor:
         return self.head(features)
 
     def compute_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(prediction, target.float().reshape(prediction.shape))
 
-    def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> dict[str, np.ndarray]:
+    def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> Summary:
         pred = prediction.detach().float().reshape(len(prediction), -1)[:, 0]
         true = target.detach().float().reshape(len(target), -1)[:, 0]
         return {"target": true.cpu().numpy(), "prediction": pred.cpu().numpy()}
 
-    def compute_metrics(self, summary: dict[str, np.ndarray], n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    def compute_metrics(self, summary: Summary, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
         return regression_metrics(summary["target"], summary["prediction"], n_resamples=n_resamples, seed=seed)

@@ -4,62 +4,73 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import numpy as np
 import torch
-from monai.losses import DiceCELoss, DiceLoss, GeneralizedDiceLoss
+from pydantic import Field
 
+from medmtl.data.boxes import boxes_from_mask
 from medmtl.encoders.base import FeatureInfo
-from medmtl.errors import ConfigError
 from medmtl.metrics import dice_per_image, iou_per_image, segmentation_metrics
-from medmtl.tasks.base import Outputs, Task
+from medmtl.tasks.base import Batch, Outputs, Summary, Task, TaskOptions
 from medmtl.tasks.heads import UNetDecoder
+from medmtl.tasks.outputs import Overlay, PredictionSink
 
-_LOSSES = ("dice_ce", "dice", "generalized_dice", "ce")
+LossName = Literal["dice_ce", "dice", "generalized_dice", "ce"]
 
 
-class SegmentationTask(Task):
+class SegmentationOptions(TaskOptions):
+    kind: Literal["segmentation"] = "segmentation"
+    target: str = "mask"
+    num_classes: int = Field(2, ge=2, description="classes including the background")
+    loss: LossName = "dice_ce"
+    use_skips: bool = Field(True, description="U-Net skip connections from the encoder")
+
+
+def make_loss(loss: LossName) -> torch.nn.Module:
+    """The MONAI loss (or cross-entropy) for logits ``[B, K, H, W]`` and targets ``[B, 1, H, W]``
+    (``ce``: ``[B, H, W]``)."""
+    from monai.losses import DiceCELoss, DiceLoss, GeneralizedDiceLoss  # monai is slow to import
+
+    if loss == "dice_ce":
+        return DiceCELoss(to_onehot_y=True, softmax=True)
+    if loss == "dice":
+        return DiceLoss(to_onehot_y=True, softmax=True)
+    if loss == "generalized_dice":
+        return GeneralizedDiceLoss(to_onehot_y=True, softmax=True)
+    return torch.nn.CrossEntropyLoss()
+
+
+class SegmentationTask(Task[torch.Tensor, torch.Tensor]):
     """Per-pixel classes. Target LongTensor ``[B, H, W]`` (0 = background); prediction logits
-    ``[B, num_classes, H, W]``.
+    ``[B, num_classes, H, W]``; :meth:`postprocess` gives the label map ``[B, H, W]``.
 
     Losses (MONAI): ``dice_ce`` (Dice + cross-entropy), ``dice``, ``generalized_dice`` (Sudre et
     al. 2017, as in the four-task chest CT model), ``ce``.
     """
 
     kind = "segmentation"
+    Options = SegmentationOptions
     monitor = ("dice", "max")
+    summary_metrics = ("dice", "iou")
+    options: SegmentationOptions
 
-    def __init__(self, name: str = "segmentation", num_classes: int = 2, target_key: str = "mask",
-                 loss: Literal["dice_ce", "dice", "generalized_dice", "ce"] = "dice_ce",
-                 use_skips: bool = True, consumes: tuple[str, ...] = ()) -> None:
-        super().__init__(name, target_key, consumes)
-        if loss not in _LOSSES:
-            raise ConfigError(f"tasks.{name}.loss", f"'{loss}' is not one of {list(_LOSSES)}")
-        if num_classes < 2:
-            raise ConfigError(f"tasks.{name}.num_classes", "must be at least 2 (background + one class)")
-        self.num_classes = num_classes
-        self.use_skips = use_skips
-        self.loss_name = loss
-        self.loss_fn = self._make_loss(loss)
+    def __init__(self, name: str | None = None, options: SegmentationOptions | None = None, **values: Any) -> None:
+        super().__init__(name, options, **values)
+        self.loss_fn = make_loss(self.options.loss)
 
-    @staticmethod
-    def _make_loss(loss: str) -> torch.nn.Module:
-        if loss == "dice_ce":
-            return DiceCELoss(to_onehot_y=True, softmax=True)
-        if loss == "dice":
-            return DiceLoss(to_onehot_y=True, softmax=True)
-        if loss == "generalized_dice":
-            return GeneralizedDiceLoss(to_onehot_y=True, softmax=True)
-        return torch.nn.CrossEntropyLoss()
+    @property
+    def num_classes(self) -> int:
+        return self.options.num_classes
 
     def build_head(self, feature_info: list[FeatureInfo], image_channels: int) -> None:
-        self.head = UNetDecoder(feature_info, self.num_classes, use_skips=self.use_skips)
+        self.head = UNetDecoder(feature_info, self.num_classes, use_skips=self.options.use_skips)
 
-    def forward(self, features: list[torch.Tensor], image: torch.Tensor, context: Outputs) -> torch.Tensor:
+    def forward(self, features: list[torch.Tensor], image: torch.Tensor, context: Outputs,
+                batch: Batch | None = None) -> torch.Tensor:
         return self.head(features, image.shape[-2:])
 
     def compute_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = target.long()
-        if self.loss_name == "ce":
+        if self.options.loss == "ce":
             return self.loss_fn(prediction, target)
         return self.loss_fn(prediction, target.unsqueeze(1))
 
@@ -67,12 +78,28 @@ class SegmentationTask(Task):
         """Class index per pixel ``[B, H, W]``."""
         return prediction.argmax(dim=1)
 
-    def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> dict[str, np.ndarray]:
+    def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> Summary:
         predicted = self.postprocess(prediction.detach())
         target = target.detach().long()
         dice = dice_per_image(predicted, target, self.num_classes).mean(dim=1)
         iou = iou_per_image(predicted, target, self.num_classes).mean(dim=1)
         return {"dice": dice.cpu().numpy(), "iou": iou.cpu().numpy()}
 
-    def compute_metrics(self, summary: dict[str, np.ndarray], n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    def compute_metrics(self, summary: Summary, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
         return segmentation_metrics(summary["dice"], summary["iou"], n_resamples=n_resamples, seed=seed)
+
+    # -- results for people ---------------------------------------------------------------
+    def overlay(self, prediction: torch.Tensor, batch: Batch, index: int) -> Overlay:
+        present = batch["present"].get(self.target)
+        truth = batch["targets"][self.target][index].numpy() if present is not None and present[index] else None
+        return Overlay(true_mask=truth, pred_mask=prediction[index].cpu().numpy())
+
+    def write_prediction(self, prediction: torch.Tensor, sink: PredictionSink) -> dict[str, Any]:
+        """The label map as ``masks/<image>_<task>.png`` at the file's size, one COCO box per connected
+        component of the foreground."""
+        mask = sink.to_original(prediction[0])
+        for box in boxes_from_mask(mask > 0):
+            sink.add_box(box, 1, None, self.name)
+        sink.overlays.append(Overlay(pred_mask=mask))
+        return {"mask": sink.save_mask(mask, self.name, self.num_classes),
+                "foreground_fraction": float((mask > 0).mean())}

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import numpy as np
 import torch
+from pydantic import Field
 
 from medmtl.encoders.base import FeatureInfo
-from medmtl.errors import ConfigError
 from medmtl.losses.cox import cox_partial_likelihood_loss
 from medmtl.metrics import survival_metrics
-from medmtl.tasks.base import Outputs, Task
-from medmtl.tasks.heads import PooledHead
+from medmtl.tasks.base import Batch, Outputs, Summary, Task
+from medmtl.tasks.heads import PooledHead, PooledHeadOptions
 
 
-class SurvivalTask(Task):
+class SurvivalOptions(PooledHeadOptions):
+    kind: Literal["survival"] = "survival"
+    target: str = "survival"
+    ties: Literal["breslow", "efron"] = Field("efron", description="how the Cox loss handles tied event times")
+    memory: int = Field(0, ge=0, description="remember the last N training samples' risks for the Cox risk sets "
+                                             "(for batches of one slide)")
+
+
+class SurvivalTask(Task[torch.Tensor, torch.Tensor]):
     """Predicts a log-risk ``[B, 1]`` (higher = shorter survival).
 
     Target ``[B, 2]`` = (time > 0, event ∈ {0, 1}). The Cox loss compares samples within a
@@ -28,41 +35,39 @@ class SurvivalTask(Task):
     """
 
     kind = "survival"
+    Options = SurvivalOptions
     monitor = ("c_index", "max")
+    summary_metrics = ("c_index",)
+    options: SurvivalOptions
 
-    def __init__(self, name: str = "survival", target_key: str = "survival",
-                 ties: Literal["breslow", "efron"] = "efron", levels: Literal["last", "all"] = "last",
-                 hidden: int = 0, dropout: float = 0.0, memory: int = 0, consumes: tuple[str, ...] = ()) -> None:
-        super().__init__(name, target_key, consumes)
-        if memory < 0:
-            raise ConfigError(f"tasks.{name}.memory", "must be ≥ 0")
-        self.ties = ties
-        self.levels, self.hidden, self.dropout = levels, hidden, dropout
-        self.memory = memory
+    def __init__(self, name: str | None = None, options: SurvivalOptions | None = None, **values: Any) -> None:
+        super().__init__(name, options, **values)
         #: remembered (risk, time, event) rows ``[M, 3]``, M ≤ memory
         self.register_buffer("bank", torch.zeros(0, 3), persistent=False)
 
     def build_head(self, feature_info: list[FeatureInfo], image_channels: int) -> None:
-        self.head = PooledHead(feature_info, 1, self.levels, self.hidden, self.dropout)
+        self.head = PooledHead.for_task(self, feature_info, 1)
 
-    def forward(self, features: list[torch.Tensor], image: torch.Tensor, context: Outputs) -> torch.Tensor:
+    def forward(self, features: list[torch.Tensor], image: torch.Tensor, context: Outputs,
+                batch: Batch | None = None) -> torch.Tensor:
         return self.head(features)
 
     def compute_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        ties, memory = self.options.ties, self.options.memory
         risk, time, event = prediction[:, 0], target[:, 0].to(prediction.dtype), target[:, 1].to(prediction.dtype)
-        if not (self.training and self.memory > 0):
-            return cox_partial_likelihood_loss(risk, time, event, ties=self.ties)
+        if not (self.training and memory > 0):
+            return cox_partial_likelihood_loss(risk, time, event, ties=ties)
         bank = self.bank.to(prediction)
         loss = cox_partial_likelihood_loss(torch.cat([risk, bank[:, 0]]), torch.cat([time, bank[:, 1]]),
-                                           torch.cat([event, bank[:, 2]]), ties=self.ties)
+                                           torch.cat([event, bank[:, 2]]), ties=ties)
         current = torch.stack([risk.detach(), time.detach(), event.detach()], dim=1)
-        self.bank = torch.cat([bank, current])[-self.memory:]
+        self.bank = torch.cat([bank, current])[-memory:]
         return loss
 
-    def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> dict[str, np.ndarray]:
+    def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> Summary:
         target = target.detach().float().cpu().numpy()
         return {"time": target[:, 0], "event": target[:, 1],
                 "risk": prediction.detach().float()[:, 0].cpu().numpy()}
 
-    def compute_metrics(self, summary: dict[str, np.ndarray], n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+    def compute_metrics(self, summary: Summary, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
         return survival_metrics(summary["time"], summary["event"], summary["risk"], n_resamples=n_resamples, seed=seed)

@@ -48,8 +48,8 @@ class MultiTaskModule(L.LightningModule):
 
     def _log_loss_parts(self, stage: str, outputs: dict[str, Any], size: int) -> None:
         """Sub-losses of heads that report them (detection: RPN, RoI class/box, mask)."""
-        for name, output in outputs.items():
-            for part, value in getattr(output, "losses", {}).items():
+        for name, task in self.model.tasks.items():
+            for part, value in task.loss_parts(outputs[name]).items():
                 self.log(f"{stage}/{name}/{part}", value.detach(), batch_size=size, sync_dist=stage == "val")
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

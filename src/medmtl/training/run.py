@@ -26,12 +26,12 @@ from lightning.pytorch.strategies import DDPStrategy
 from medmtl.builders import build_balancer, build_model
 from medmtl.config import RunConfig, apply_overrides, config_from_dict, save_config
 from medmtl.errors import ConfigError, DataError
+from medmtl.evaluation import collect_summaries, evaluate, metrics_from_summaries
 from medmtl.io_utils import atomic_write_json
 from medmtl.model import MultiTaskModel
 from medmtl.training.checkpoint_io import AtomicCheckpointIO
-from medmtl.training.evaluation import evaluate
 from medmtl.training.lightning_module import MultiTaskModule
-from medmtl.training.loaders import build_loaders
+from medmtl.training.loaders import build_loaders, evaluation_loader
 from medmtl.training.stages import StagedTraining, check_stage_prefixes
 
 
@@ -41,6 +41,7 @@ class RunResult:
     metrics: dict[str, dict[str, Any]]
     best_checkpoint: Path
     test_metrics: dict[str, dict[str, Any]] | None = None
+    report: Path | None = None
 
 
 def monitor_for(config: RunConfig, model: MultiTaskModel) -> tuple[str, str]:
@@ -56,8 +57,12 @@ def monitor_for(config: RunConfig, model: MultiTaskModel) -> tuple[str, str]:
     return "val/loss", "min"
 
 
-def train(config: RunConfig, out_dir: str | Path, resume: bool = True) -> RunResult:
-    """Fit, keep best/last checkpoints, then evaluate the best model with bootstrap CIs."""
+def train(config: RunConfig, out_dir: str | Path, resume: bool = True, report: bool = False) -> RunResult:
+    """Fit, keep best/last checkpoints, then evaluate the best model with bootstrap CIs.
+
+    With ``report`` the same evaluation pass over the validation split also feeds
+    ``report/report.md`` (no second pass over the data).
+    """
     out_dir = Path(out_dir)
     checkpoints = out_dir / "checkpoints"
     last = checkpoints / "last.ckpt"
@@ -82,15 +87,22 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = True) -> RunRes
 
     best = Path(trainer.checkpoint_callback.best_model_path or last)
     load_weights(model, best)
-    n_boot = config.trainer.n_bootstrap
     eval_split = "val" if "val" in loaders else "train"
-    metrics = evaluate(model, loaders[eval_split], n_boot, config.seed)
+    eval_loader = evaluation_loader(config, loaders[eval_split].dataset)
+    summaries = collect_summaries(model, eval_loader)
+    metrics = metrics_from_summaries(model, summaries, config.trainer.n_bootstrap, config.seed)
     atomic_write_json(out_dir / "metrics.json", metrics)
     test_metrics = None
     if "test" in loaders:
-        test_metrics = evaluate(model, loaders["test"], n_boot, config.seed)
+        test_metrics = evaluate(model, evaluation_loader(config, loaders["test"].dataset), config.trainer.n_bootstrap,
+                                config.seed)
         atomic_write_json(out_dir / "metrics_test.json", test_metrics)
-    return RunResult(out_dir, metrics, best, test_metrics)
+    report_path = None
+    if report and metrics:
+        from medmtl.report.run_report import write_report  # matplotlib only when a report is asked for
+
+        report_path = write_report(out_dir, config, model, eval_loader, metrics, split=eval_split, summaries=summaries)
+    return RunResult(out_dir, metrics, best, test_metrics, report_path)
 
 
 def _make_trainer(config: RunConfig, out_dir: Path, monitor: str, mode: str) -> L.Trainer:

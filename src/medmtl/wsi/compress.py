@@ -4,7 +4,7 @@ Streaming: tiles are read by a pool of reader threads (OpenSlide and zlib/JPEG d
 the GIL) a bounded number of tiles ahead of the encoder, so reading overlaps encoding and memory
 stays flat whatever the slide size; each finished grid row is written to the store at once.
 An interrupted slide resumes from its finished rows; a finished one is skipped
-(:mod:`medmtl.wsi.grid_store`). A tile that cannot be read is retried, then left as zeros and
+(:mod:`medmtl.grid_store`). A tile that cannot be read is retried, then left as zeros and
 counted (``failed_tiles`` in the store's attributes and a warning), never skipped silently.
 """
 
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from medmtl import grid_store
 from medmtl.errors import DataError
 from medmtl.progress import progress_bars
-from medmtl.wsi import grid_store
 from medmtl.wsi.patch_encoder import PatchEncoder
 from medmtl.wsi.slide import Slide, open_slide
 from medmtl.wsi.tiling import TileGrid, read_tile, tile_slide

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
 from medmtl.errors import DataError
 
-try:
-    import openslide
-except ImportError as exc:  # openslide-bin missing or broken: only the tifffile reader is left
-    openslide = None
-    IMPORT_ERROR: str | None = str(exc)
-else:
-    IMPORT_ERROR = None
+
+@functools.cache
+def load_openslide() -> tuple[ModuleType | None, str | None]:
+    """``(openslide, None)``, imported at first use, or ``(None, why)`` when it cannot be imported
+    (openslide-python/openslide-bin of the optional extra ``wsi`` missing or broken: then only the
+    tifffile reader is left)."""
+    try:
+        import openslide
+    except ImportError as exc:
+        return None, str(exc)
+    return openslide, None
 
 
 class OpenSlideUnavailable(Exception):
@@ -55,8 +61,10 @@ class OpenSlideReader:
     backend = "openslide"
 
     def __init__(self, path: Path) -> None:
+        openslide, import_error = load_openslide()
         if openslide is None:
-            raise OpenSlideUnavailable(f"OpenSlide is not available ({IMPORT_ERROR})")
+            raise OpenSlideUnavailable(f"OpenSlide is not available ({import_error}; it comes with the optional "
+                                       "extra 'wsi': pip install 'medmtl[wsi]')")
         self.path = path
         try:
             self._slide = openslide.OpenSlide(str(path))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from medmtl.extras import require
 from medmtl.wsi.compress import CompressionResult, CompressionSettings, compress_slide
 from medmtl.wsi.patch_encoder import PatchEncoder
 
@@ -22,7 +23,7 @@ def worker_device() -> str:
     """``cuda:<worker index mod GPUs>`` when this worker sees GPUs, else ``cpu``."""
     if not torch.cuda.is_available():
         return "cpu"
-    from distributed import get_worker
+    get_worker = require("distributed", feature="compressing slides in parallel").get_worker
 
     name = str(get_worker().name)
     index = int(name) if name.isdigit() else abs(hash(name))
@@ -49,7 +50,8 @@ def compress_in_parallel(slides: list[Path], encoder: str | Path | PatchEncoder,
     ``encoder`` is a run directory (each worker loads it once) or a :class:`PatchEncoder`.
     Results come back in the order of ``slides``; a failing slide raises its error here.
     """
-    from distributed import Client, LocalCluster, progress as dask_progress
+    distributed = require("distributed", feature="compressing slides in parallel (--workers, --scheduler)")
+    Client, LocalCluster, dask_progress = distributed.Client, distributed.LocalCluster, distributed.progress
 
     encoder_arg = encoder if isinstance(encoder, PatchEncoder) else str(encoder)
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,

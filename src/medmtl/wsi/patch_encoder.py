@@ -7,18 +7,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medmtl.data.image_io import images_to_chw
 from medmtl.encoders.base import Encoder
-
-# ITU-R BT.601 luma: how an encoder trained on grey images sees an RGB tile
-_LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
 
 class PatchEncoder:
     """``encode(tiles uint8 [N, P, P, 3]) -> float32 [N, C]``: the global average of the
     encoder's deepest feature map, ``C = encoder.out_channels``.
 
-    Tiles are scaled to [0, 1] like medmtl's image readers, and turned grey by luminance when the
-    encoder was trained on one-channel images.
+    Tiles go through the same conversion as the images of training (:meth:`preprocess`:
+    :func:`medmtl.data.image_io.images_to_chw`): scaled to [0, 1], and turned grey by luminance
+    when the encoder was trained on one-channel images.
     """
 
     def __init__(self, encoder: Encoder, in_channels: int = 3, source: str = "", device: str = "cpu") -> None:
@@ -39,11 +38,12 @@ class PatchEncoder:
         config, model = load_run(run_dir)
         return cls(model.encoder, config.data.channels, source=str(run_dir), device=device)
 
+    def preprocess(self, tiles: np.ndarray) -> torch.Tensor:
+        """Tiles ``[N, P, P, 3]`` (uint8) as the encoder's input: float32 ``[N, in_channels, P, P]`` on the device."""
+        batch = images_to_chw(tiles, self.in_channels, source=self.source or None)
+        return torch.from_numpy(batch).to(self.device)
+
     @torch.no_grad()
     def encode(self, tiles: np.ndarray) -> np.ndarray:
-        batch = torch.from_numpy(np.ascontiguousarray(tiles)).to(self.device)
-        batch = batch.permute(0, 3, 1, 2).float().div_(255.0)
-        if self.in_channels == 1:
-            batch = (batch * _LUMA.to(batch.device)).sum(dim=1, keepdim=True)
-        features = self.encoder(batch)[-1]
+        features = self.encoder(self.preprocess(tiles))[-1]
         return features.mean(dim=(2, 3)).float().cpu().numpy()

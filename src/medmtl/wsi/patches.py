@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from medmtl.data.manifest import read_csv_table
 from medmtl.errors import ConfigError, DataError
 from medmtl.io_utils import atomic_write_bytes, atomic_write_text
 from medmtl.progress import progress
+from medmtl.tables import read_csv_table
 from medmtl.wsi.levels import check_mpp
 from medmtl.wsi.slide import open_slide
 from medmtl.wsi.tiling import TileGrid, read_tile, tile_slide

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import tifffile
 
 from medmtl.errors import ConfigError
+from medmtl.extras import require
 from medmtl.io_utils import atomic_write_text
 from medmtl.progress import progress
 from medmtl.wsi.levels import check_mpp
@@ -109,6 +109,7 @@ def make_synthetic_slide(path: str | Path, width: int, height: int, label: int, 
     """
     _check_args(width, height, label, tile, levels, level_factor, compression)
     mpp = check_mpp(mpp)
+    tifffile = require("tifffile", feature="writing synthetic whole-slide images")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     scene = make_scene(int(width), int(height), int(label), int(seed), mpp, n_blobs, tumour_density)

@@ -10,12 +10,16 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import tifffile
 
 from medmtl.errors import DataError
+from medmtl.extras import require
 from medmtl.wsi.openslide_reader import rgba_to_rgb_on_white
+
+if TYPE_CHECKING:
+    import tifffile
 
 _MICRONS_PER_UNIT = {2: 25400.0, 3: 10000.0}  # TIFF ResolutionUnit: 2 = inch, 3 = centimetre
 _APERIO_MPP = re.compile(r"\|\s*MPP\s*=\s*([0-9.eE+-]+)")
@@ -125,6 +129,7 @@ class TiffReader:
     backend = "tifffile"
 
     def __init__(self, path: Path) -> None:
+        tifffile = require("tifffile", feature="reading whole-slide images")
         self.path = path
         try:
             self._tif = tifffile.TiffFile(path)
@@ -150,6 +155,7 @@ class TiffReader:
     def _find_levels(self) -> list[_Level]:
         if not self._tif.series:
             raise TiffUnavailable("the TIFF holds no image")
+        tifffile = require("tifffile", feature="reading whole-slide images")
         levels: list[_Level] = []
         for series_level in self._tif.series[0].levels:
             page = series_level.keyframe

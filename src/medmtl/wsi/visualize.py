@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medmtl.wsi.grid_store import GridStore
+from medmtl.grid_store import GridStore
 
 
 def pca_rgb(grid: np.ndarray, tissue: np.ndarray) -> np.ndarray:

@@ -1,5 +1,5 @@
 """Mask R-CNN-style lesion detection on the shared encoder (torchvision components)."""
 
-from medmtl.tasks.detection.task import Detections, DetectionTask
+from medmtl.tasks.detection.task import DetectionOptions, Detections, DetectionTask
 
-__all__ = ["DetectionTask", "Detections"]
+__all__ = ["DetectionOptions", "DetectionTask", "Detections"]

@@ -21,7 +21,7 @@ class EncoderPyramid(nn.Module):
     holds each output's stride.
     """
 
-    def __init__(self, feature_info: list[FeatureInfo], out_channels: int = 64, min_reduction: int = 4,
+    def __init__(self, feature_info: list[FeatureInfo], out_channels: int, min_reduction: int,
                  task_name: str = "detection") -> None:
         super().__init__()
         self.indices = [i for i, info in enumerate(feature_info) if info.reduction >= min_reduction]
@@ -30,7 +30,7 @@ class EncoderPyramid(nn.Module):
             raise ConfigError(f"tasks.{task_name}", f"detection needs an encoder with at least two feature scales of "
                                                     f"stride ≥ {min_reduction} for its feature pyramid; this encoder "
                                                     f"gives strides {strides}. Use a multi-scale encoder (resnet*, "
-                                                    "vgg13*, small_cnn with depth ≥ 4) or lower min_reduction.")
+                                                    "vgg13*, small_cnn with stages ≥ 4) or lower min_reduction.")
         self.fpn = FeaturePyramidNetwork([feature_info[i].channels for i in self.indices], out_channels,
                                          extra_blocks=LastLevelMaxPool())
         selected = [feature_info[i].reduction for i in self.indices]

@@ -47,10 +47,10 @@ class RoIOutput:
 class LesionRoIHeads(RoIHeads):
     """RoI heads for ``num_classes`` lesion classes (+ background) over an FPN with ``levels`` maps."""
 
-    def __init__(self, in_channels: int, levels: list[str], num_classes: int, representation: int = 256,
-                 mask_head: bool = True, mask_channels: int = 32, feature_transfer: bool = False,
-                 batch_size_per_image: int = 64, score_thresh: float = 0.05, nms_thresh: float = 0.5,
-                 detections_per_img: int = 20, canonical_scale: int = 112) -> None:
+    def __init__(self, in_channels: int, levels: list[str], num_classes: int, representation: int,
+                 mask_head: bool, mask_channels: int, feature_transfer: bool, batch_size_per_image: int,
+                 score_thresh: float, nms_thresh: float, detections_per_img: int,
+                 canonical_scale: int = 112) -> None:
         if feature_transfer and not mask_head:
             raise ValueError("feature transfer needs the mask head")
         box_pool = MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2, canonical_scale=canonical_scale)

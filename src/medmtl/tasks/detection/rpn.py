@@ -16,9 +16,9 @@ from torchvision.models.detection.rpn import RegionProposalNetwork, RPNHead, con
 class ProposalNetwork(RegionProposalNetwork):
     """RPN over pyramid levels with strides ``reductions``; anchors ``anchor_scale × stride`` wide."""
 
-    def __init__(self, in_channels: int, reductions: list[int], anchor_scale: float = 4.0,
-                 aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0), pre_nms_top_n: int = 300,
-                 post_nms_top_n: int = 100, batch_size_per_image: int = 128, nms_thresh: float = 0.7) -> None:
+    def __init__(self, in_channels: int, reductions: list[int], anchor_scale: float,
+                 aspect_ratios: tuple[float, ...], pre_nms_top_n: int, post_nms_top_n: int,
+                 batch_size_per_image: int, nms_thresh: float = 0.7) -> None:
         sizes = tuple((float(anchor_scale * r),) for r in reductions)
         anchors = AnchorGenerator(sizes=sizes, aspect_ratios=(tuple(aspect_ratios),) * len(reductions))
         head = RPNHead(in_channels, anchors.num_anchors_per_location()[0])

@@ -28,10 +28,11 @@ def instance_masks(semantic: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 
 
 def build_targets(batch: dict[str, Any], num_classes: int, label_source: LabelSource = "boxes",
-                  label_key: str = "label", box_key: str = "boxes", with_masks: bool = True,
+                  label_key: str = "label", box_key: str = "boxes", mask_key: str | None = "mask",
                   task_name: str = "detection") -> dict[int, dict[str, torch.Tensor]]:
     """``{row: {"boxes" [N, 4], "labels" [N] in 1..num_classes, "masks" [N, H, W]?}}`` for the
-    rows of ``batch`` that have boxes (an image with zero boxes is a negative).
+    rows of ``batch`` that have boxes (an image with zero boxes is a negative). Instance masks come
+    from the semantic mask under ``mask_key`` (None: no masks), where the row has one.
 
     ``label_source="image_label"`` gives every box of an image the class ``label + 1`` of the
     image (BUSI: benign → 1, malignant → 2); ``"boxes"`` keeps the per-box labels.
@@ -51,9 +52,9 @@ def build_targets(batch: dict[str, Any], num_classes: int, label_source: LabelSo
             raise DataError(name, f"box class {int(labels.max() if labels.max() > num_classes else labels.min())} "
                                   f"is outside 1..{num_classes} (tasks.{task_name}.num_classes)")
         target = {"boxes": boxes, "labels": labels.to(device)}
-        mask_present = batch["present"].get("mask")
-        if with_masks and mask_present is not None and bool(mask_present[row]):
-            target["masks"] = instance_masks(batch["targets"]["mask"][row].to(device), boxes)
+        mask_present = batch["present"].get(mask_key) if mask_key is not None else None
+        if mask_present is not None and bool(mask_present[row]):
+            target["masks"] = instance_masks(batch["targets"][mask_key][row].to(device), boxes)
         targets[row] = target
     return targets
 

@@ -11,6 +11,10 @@ Layout of ``<name>.zarr`` (zarr v3 group)::
 A store is written under ``<name>.zarr.partial`` and renamed to ``<name>.zarr`` only when every
 row is done, so a store without the ``.partial`` suffix is always complete; an interrupted one
 resumes from its finished rows (a row whose flag never got written is simply encoded again).
+
+This module sits below both :mod:`medmtl.wsi` (which writes stores) and :mod:`medmtl.data`
+(which reads them for slide-level training); zarr comes with the optional extra ``wsi`` and is
+imported at first use.
 """
 
 from __future__ import annotations
@@ -19,16 +23,23 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import zarr
 
 from medmtl.errors import DataError
+from medmtl.extras import require
 from medmtl.io_utils import json_safe
+
+if TYPE_CHECKING:
+    import zarr
 
 FORMAT_VERSION = 1
 PARTIAL_SUFFIX = ".partial"
+
+
+def _zarr(feature: str = "reading zarr grid stores"):  # noqa: ANN202 - returns the zarr module
+    return require("zarr", feature=feature)
 
 
 @dataclass
@@ -80,6 +91,7 @@ def final_path(out_dir: Path, name: str) -> Path:
 
 def is_complete(path: Path) -> bool:
     """True for a finished store (renamed from ``.partial`` after its last row)."""
+    zarr = _zarr()  # first, outside the try: a missing extra is an error, not an unfinished store
     if not (path / "zarr.json").is_file():
         return False
     try:
@@ -95,6 +107,7 @@ def create_or_resume(out_dir: Path, name: str, channels: int, tissue: np.ndarray
     ``tissue`` ``[H, W]`` bool, ``coords`` ``[H, W, 2]`` int64. A partial store from another
     configuration (different shape or attributes) is discarded and started again.
     """
+    zarr = _zarr("writing zarr grid stores (compressing slides)")
     partial = Path(str(final_path(out_dir, name)) + PARTIAL_SUFFIX)
     height, width = tissue.shape
     wanted = {**attrs, "format": FORMAT_VERSION, "complete": False}
@@ -136,6 +149,7 @@ def finish(store: GridStore) -> Path:
 
 def open_grid(path: str | Path) -> GridStore:
     """A finished store, read-only; a clear error for anything else."""
+    zarr = _zarr()
     path = Path(path)
     if not path.exists():
         raise DataError(path, "grid store does not exist")

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from medmtl import grid_store
 from medmtl.errors import DataError
-from medmtl.wsi import grid_store
 
 
 def geometry(height=3, width=4):
