@@ -3,7 +3,8 @@
 Builds the four-task preset's model (classification + segmentation + reconstruction + detection)
 and the single-task classification, segmentation and detection models with the same encoder, then
 times forward + backward + optimiser step on one fixed batch of phantom images, all in this one
-process. Prints a Markdown table.
+process. Also the four-task model with the reconstruction and detection weights at 0 (their heads
+are not run, as in training) against the classification + segmentation model. Prints a Markdown table.
 
     .venv/bin/python benchmarks/step_time.py --size 128 --batch 16 --encoder small_cnn --steps 10
 """
@@ -37,17 +38,19 @@ def make_tasks(names: list[str]) -> list:
     return [factories[name]() for name in names]
 
 
-def time_steps(names: list[str], batch: dict, encoder: str, steps: int, warmup: int) -> list[float]:
+def time_steps(names: list[str], batch: dict, encoder: str, steps: int, warmup: int,
+               weights: dict[str, float] | None = None) -> list[float]:
+    """Step times of the model with these tasks; heads with weight 0 are not run, as in training."""
     torch.manual_seed(0)
     model = MultiTaskModel(create_encoder(encoder, in_channels=1, **ENCODER_OPTIONS.get(encoder, {})),
                            make_tasks(names))
-    balancer = create_balancer("fixed", list(model.tasks), {})
+    balancer = create_balancer("fixed", list(model.tasks), weights or {})
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
     times = []
     for step in range(warmup + steps):
         start = time.perf_counter()
-        losses = model.losses(model(batch["image"], batch), batch)
+        losses = model.losses(model(batch["image"], batch, balancer.active_tasks()), batch)
         loss = balancer(losses)
         optimizer.zero_grad()
         loss.backward()
@@ -69,25 +72,31 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     records = make_phantom_records(args.batch, image_size=args.size, seed=0, malignant_fraction=0.5, stream=0,
                                    name_prefix="bench")
-    dataset = MultiTaskDataset(records, channels=1, image_size=args.size)
+    dataset = MultiTaskDataset(records, channels=1, image_size=args.size, boxes_from_masks=True)
     batch = collate_samples([dataset[i] for i in range(args.batch)])
+    four = ["classification", "segmentation", "reconstruction", "detection"]
     variants = {
-        "classification": ["classification"],
-        "segmentation": ["segmentation"],
-        "detection": ["detection"],
-        "four-task": ["classification", "segmentation", "reconstruction", "detection"],
+        "classification": (["classification"], None),
+        "segmentation": (["segmentation"], None),
+        "detection": (["detection"], None),
+        "four-task": (four, None),
+        "four-task, weights 1/1/0/0 (cls + seg)": (four, {"reconstruction": 0.0, "detection": 0.0}),
+        "classification + segmentation": (["classification", "segmentation"], None),
     }
     medians = {}
     print(f"encoder {args.encoder}, {args.batch} images of {args.size}×{args.size}, {args.threads} threads, "
           f"median of {args.steps} steps after {args.warmup} warm-up steps\n")
     print("| model | step time (s) | min – max (s) |\n|---|---|---|")
-    for name, tasks in variants.items():
-        times = time_steps(tasks, batch, args.encoder, args.steps, args.warmup)
+    for name, (tasks, weights) in variants.items():
+        times = time_steps(tasks, batch, args.encoder, args.steps, args.warmup, weights)
         medians[name] = statistics.median(times)
         print(f"| {name} | {medians[name]:.3f} | {min(times):.3f} – {max(times):.3f} |", flush=True)
     single = medians["classification"] + medians["segmentation"] + medians["detection"]
     print(f"| sum of the three single-task models | {single:.3f} | |")
     print(f"\nfour-task / sum of single-task = {medians['four-task'] / single:.2f}")
+    switched = medians["four-task, weights 1/1/0/0 (cls + seg)"]
+    print(f"four-task with two heads switched off / four-task = {switched / medians['four-task']:.2f}; "
+          f"/ the cls + seg model = {switched / medians['classification + segmentation']:.2f}")
 
 
 if __name__ == "__main__":

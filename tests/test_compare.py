@@ -44,4 +44,4 @@ def test_summary_mean_and_std():
     assert set(summary["multi-task"]["cls"]) == {"auc"}  # accuracy was never measured
     stats = summary["multi-task"]["cls"]["auc"]
     assert stats["mean"] == pytest.approx(0.85) and stats["std"] == pytest.approx(math.sqrt(0.005))
-    assert "0.850 ± 0.071" in markdown(summary, [1, 2])
+    assert "0.850 ± 0.071" in markdown({"variants": summary, "paired": {}}, [1, 2])

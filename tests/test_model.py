@@ -4,7 +4,7 @@ import torch
 from medmtl.encoders import create_encoder
 from medmtl.errors import ConfigError
 from medmtl.model import MultiTaskModel
-from medmtl.tasks import ClassificationTask, SegmentationTask
+from medmtl.tasks import ClassificationTask, ReconstructionTask, SegmentationTask
 from medmtl.tasks.base import Task
 
 
@@ -53,3 +53,14 @@ def test_predict_returns_user_facing_outputs():
 def test_task_is_abstract():
     with pytest.raises(TypeError):
         Task("x", "y")
+
+
+def test_forward_runs_only_the_requested_heads_and_what_they_consume():
+    consumer = _ConsumingTask("cls", consumes=("segmentation",))
+    model = MultiTaskModel(_encoder(), [consumer, SegmentationTask(), ReconstructionTask()])
+    out = model(torch.rand(2, 1, 16, 16), tasks=["cls"])
+    assert set(out) == {"cls", "segmentation"}  # segmentation runs because cls reads it
+    assert set(model(torch.rand(2, 1, 16, 16), tasks=["reconstruction"])) == {"reconstruction"}
+    assert set(model(torch.rand(2, 1, 16, 16))) == {"cls", "segmentation", "reconstruction"}
+    with pytest.raises(ValueError, match="unknown task"):
+        model(torch.rand(2, 1, 16, 16), tasks=["nope"])

@@ -9,22 +9,15 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from medmtl.cli_errors import console, fail as _fail, writes_to as _writes_to
 from medmtl.errors import MedMTLError
 
 app = typer.Typer(help="Multi-task deep learning on medical images.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
-console = Console(stderr=True)
-
-
-def _fail(error: MedMTLError) -> None:
-    from rich.markup import escape
-
-    # one line of plain text: not wrapped, and brackets in it ("medmtl[wsi]", paths) are not markup
-    console.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
-    raise typer.Exit(code=2)
 
 
 @app.command()
+@_writes_to()
 def train(
     config: Annotated[str, typer.Argument(help="YAML file or preset name (see `medmtl presets`)")],
     out: Annotated[Path, typer.Option("--out", help="run directory")],
@@ -56,16 +49,22 @@ def evaluate(
     overrides: Annotated[Optional[list[str]], typer.Argument(
         help="data.key=value overrides for the evaluation data, e.g. data.include_normal=true")] = None,
     report: Annotated[bool, typer.Option(help="also (re)write RUN/report/ for this split")] = False,
+    checkpoint: Annotated[str, typer.Option(
+        help="best, last (end of the last finished epoch) or the path of a .ckpt file of this run")] = "best",
 ) -> None:
-    """Evaluate the best checkpoint of a run on a split, with bootstrap 95% CIs."""
+    """Evaluate a checkpoint of a run (default: the best) on a split, with bootstrap 95% CIs.
+
+    Which checkpoint was used is printed and written beside the metrics (<metrics>.checkpoint.json).
+    """
     try:
         from medmtl.errors import ConfigError
         from medmtl.evaluation import collect_summaries, metrics_from_summaries
         from medmtl.io_utils import atomic_write_json
         from medmtl.training.loaders import build_run_datasets, evaluation_loader
-        from medmtl.training.run import load_run, with_data_overrides
+        from medmtl.training.run import load_run_checkpoint, with_data_overrides
 
-        cfg, model = load_run(run_dir)
+        cfg, model, used = load_run_checkpoint(run_dir, checkpoint)
+        console.print(f"checkpoint: {used.describe()}", markup=False, soft_wrap=True)
         cfg = with_data_overrides(cfg, overrides or [])
         if data is not None:
             cfg.data.root = data
@@ -77,8 +76,9 @@ def evaluate(
         metrics = metrics_from_summaries(model, summaries, cfg.trainer.n_bootstrap, cfg.seed)
         target = out or run_dir / f"metrics_{split}.json"
         atomic_write_json(target, metrics)
+        atomic_write_json(target.with_name(f"{target.stem}.checkpoint.json"), {**used.as_dict(), "split": split})
         _show(metrics, f"{split} metrics")
-        console.print(f"wrote {target}")
+        console.print(f"wrote {target} (checkpoint {used.path})", markup=False, soft_wrap=True)
         if report:
             from medmtl.report.run_report import write_report
 
@@ -89,17 +89,21 @@ def evaluate(
 
 
 @app.command()
+@_writes_to()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="a run directory made by `medmtl train`")],
     images: Annotated[list[Path], typer.Argument(help="image files (PNG, JPEG, TIFF…); grid stores (.zarr) for a slide-level model")],
     out: Annotated[Path, typer.Option("--out", help="output folder")],
+    checkpoint: Annotated[str, typer.Option(
+        help="best, last (end of the last finished epoch) or the path of a .ckpt file of this run")] = "best",
 ) -> None:
     """Predict class probabilities, masks (PNG) and boxes (COCO JSON) for image files."""
     try:
         from medmtl.predict import predict_files
-        from medmtl.training.run import load_run
+        from medmtl.training.run import load_run_checkpoint
 
-        cfg, model = load_run(run_dir)
+        cfg, model, used = load_run_checkpoint(run_dir, checkpoint)
+        console.print(f"checkpoint: {used.describe()}", markup=False, soft_wrap=True)
         predict_files(cfg, model, list(images), out)
         console.print(f"wrote predictions for {len(images)} image(s) to {out}")
     except MedMTLError as error:
@@ -125,8 +129,11 @@ def compare(
     single: Annotated[Optional[str], typer.Option(help="comma-separated tasks to train alone (default: all but reconstruction)")] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(help="key.path=value overrides for every run")] = None,
     report: Annotated[bool, typer.Option(help="write each run's report/ (ROC/FROC curves, overlays)")] = True,
+    balancers: Annotated[Optional[str], typer.Option(help="comma-separated loss balancers: one multi-task model "
+                                                          "each (default: the configuration's)")] = None,
 ) -> None:
-    """Train each task alone and all tasks together on each split; tabulate mean ± std."""
+    """Train each task alone and all tasks together on each split; tabulate mean ± std and the paired
+    differences multi − single on the same validation images (95% intervals, Δm%, a verdict per task)."""
     try:
         from medmtl.compare import run_comparison
         from medmtl.config import load_config
@@ -138,13 +145,15 @@ def compare(
             raise ConfigError("--splits", f"'{splits}' is not a comma-separated list of integers") from None
         cfg = load_config(config, overrides or [])
         chosen = [s.strip() for s in single.split(",")] if single else None
-        run_comparison(cfg, out, split_numbers, chosen, report=report)
+        methods = [b.strip() for b in balancers.split(",") if b.strip()] if balancers else None
+        run_comparison(cfg, out, split_numbers, chosen, report=report, balancers=methods)
         typer.echo((out / "comparison.md").read_text())
     except MedMTLError as error:
         _fail(error)
 
 
 @app.command()
+@_writes_to()
 def compress(
     slides: Annotated[list[Path], typer.Argument(help="whole-slide images (.svs, .tif, .ndpi, .mrxs, plain TIFF…)")],
     encoder: Annotated[Path, typer.Option(help="run directory of the patch encoder (medmtl train)")],
@@ -159,10 +168,13 @@ def compress(
     readers: Annotated[int, typer.Option(help="tile-reading threads per slide")] = 4,
     workers: Annotated[int, typer.Option(help="slides in parallel (Dask worker processes, one per device)")] = 1,
     scheduler: Annotated[Optional[str], typer.Option(help="address of a running Dask scheduler")] = None,
+    overwrite: Annotated[bool, typer.Option(help="recompute stores made with another encoder or settings "
+                                                 "(replaced once the new one is finished)")] = False,
 ) -> None:
     """Compress whole-slide images into grids of patch embeddings (Neural Image Compression).
 
-    Finished slides are skipped; an interrupted slide resumes from its finished rows.
+    Slides finished with the same encoder weights and settings are skipped; an interrupted slide
+    resumes from its finished rows. A store made otherwise is an error (or, with --overwrite, recomputed).
     """
     try:
         from medmtl.extras import require
@@ -178,9 +190,10 @@ def compress(
         if workers > 1 or scheduler:
             from medmtl.wsi.parallel import compress_in_parallel
 
-            results = compress_in_parallel(list(slides), encoder, out, settings, workers=workers, scheduler=scheduler)
+            results = compress_in_parallel(list(slides), encoder, out, settings, workers=workers, scheduler=scheduler,
+                                           overwrite=overwrite)
         else:
-            results = compress_slides(list(slides), PatchEncoder.from_run(encoder), out, settings)
+            results = compress_slides(list(slides), PatchEncoder.from_run(encoder), out, settings, overwrite=overwrite)
         for result in results:
             state = "already done" if result.skipped else (
                 f"{result.tiles} patches, {result.tiles_per_second:.1f}/s, grid {result.grid_shape[0]}×"

@@ -1,12 +1,16 @@
 """Single-task vs multi-task comparison in one command.
 
 For a multi-task configuration, trains every task alone (except auxiliary tasks such as
-reconstruction) and all tasks together on each requested partition (``data.fold``), then
-tabulates each task's metrics (``Task.summary_metrics``) as mean ± std over the partitions::
+reconstruction) and all tasks together (once per loss balancer with ``balancers``) on each
+requested partition (``data.fold``), tabulates each task's metrics (``Task.summary_metrics``) as
+mean ± std over the partitions, and compares each multi-task model with each single-task model
+image by image on the same validation images (:mod:`medmtl.paired`: paired bootstrap intervals of
+the differences, Δm%, a verdict per task)::
 
     DIR/<variant>/split<k>/      one ordinary run directory per (variant, split), with report/
-    DIR/comparison.json          {variant: {task: {metric: {"mean", "std", "values"}}}}
-    DIR/comparison.md            the same as a Markdown table
+    DIR/comparison.json          {"variants": {variant: {task: {metric: {"mean", "std", "values"}}}},
+                                  "paired": {multi-task variant: per split and over splits}}
+    DIR/comparison.md            both as Markdown tables, with DIR/paired_differences.png
 
 A partition number sets ``data.fold``: it replaces ``{fold}`` in split-file paths (published
 splits) or else selects the k-fold fold. Finished runs are skipped, so an interrupted
@@ -27,8 +31,10 @@ from medmtl.builders import build_tasks
 from medmtl.config import RunConfig, config_from_dict
 from medmtl.errors import ConfigError
 from medmtl.io_utils import atomic_write_json, atomic_write_text
+from medmtl.paired import align, combine_verdicts, delta_m, paired_deltas
 
 MULTI_TASK = "multi-task"
+SINGLE_PREFIX = "single-"
 
 
 def summary_metrics(config: RunConfig) -> dict[str, tuple[str, ...]]:
@@ -36,8 +42,10 @@ def summary_metrics(config: RunConfig) -> dict[str, tuple[str, ...]]:
     return {task.name: tuple(task.summary_metrics) for task in build_tasks(config)}
 
 
-def variants(config: RunConfig, single: list[str] | None = None) -> dict[str, RunConfig]:
-    """``{name: config}``: the multi-task config and one single-task config per chosen task.
+def variants(config: RunConfig, single: list[str] | None = None,
+             balancers: list[str] | None = None) -> dict[str, RunConfig]:
+    """``{name: config}``: one single-task config per chosen task, then the multi-task config
+    (``multi-task``), or one per loss balancer (``multi-task-<balancer>``) when ``balancers`` are given.
 
     By default every task except the auxiliary ones (``Task.auxiliary``: reconstruction) gets a
     single-task run.
@@ -59,8 +67,13 @@ def variants(config: RunConfig, single: list[str] | None = None) -> dict[str, Ru
         if one["trainer"].get("monitor") and not one["trainer"]["monitor"].startswith(f"val/{name}/") \
                 and one["trainer"]["monitor"] != "val/loss":
             one["trainer"]["monitor"] = None
-        result[f"single-{name}"] = config_from_dict(one, source=f"single-task variant '{name}'")
-    result[MULTI_TASK] = config
+        result[f"{SINGLE_PREFIX}{name}"] = config_from_dict(one, source=f"single-task variant '{name}'")
+    if not balancers:
+        result[MULTI_TASK] = config
+    for balancer in balancers or []:
+        multi = copy.deepcopy(raw)
+        multi["loss"]["balancer"] = balancer
+        result[f"{MULTI_TASK}-{balancer}"] = config_from_dict(multi, source=f"--balancers {balancer}")
     return result
 
 
@@ -73,25 +86,108 @@ def for_fold(config: RunConfig, fold: int) -> RunConfig:
 
 
 def run_comparison(config: RunConfig, out_dir: Path, splits: list[int], single: list[str] | None = None,
-                   report: bool = False) -> dict[str, Any]:
-    """Train (or read, when finished) every variant on every split; ``report`` writes each new run's report/."""
+                   report: bool = False, balancers: list[str] | None = None,
+                   n_bootstrap: int | None = None) -> dict[str, Any]:
+    """Train (or read, when finished) every variant on every split, then compare them.
+
+    Returns (and writes to ``comparison.json``) ``{"variants": summarize(...), "paired":
+    paired_comparison(...)}``; ``report`` writes each new run's report/. ``n_bootstrap`` (default
+    ``trainer.n_bootstrap``) resamples give the paired intervals.
+    """
     from medmtl.training.run import train
 
     results: dict[str, dict[int, dict]] = {}
+    run_dirs: dict[str, dict[int, Path]] = {}
     metric_names = summary_metrics(config)
-    for name, variant in variants(config, single).items():
-        results[name] = {}
+    for name, variant in variants(config, single, balancers).items():
+        results[name], run_dirs[name] = {}, {}
         for split in splits:
-            run_dir = out_dir / name / f"split{split}"
+            run_dir = run_dirs[name][split] = out_dir / name / f"split{split}"
             metrics_file = run_dir / "metrics.json"
             if metrics_file.exists():
                 results[name][split] = json.loads(metrics_file.read_text())
                 continue
             results[name][split] = train(for_fold(variant, split), run_dir, report=report).metrics
-    summary = summarize(results, metric_names)
-    atomic_write_json(out_dir / "comparison.json", summary)
-    atomic_write_text(out_dir / "comparison.md", markdown(summary, splits))
-    return summary
+    n_resamples = config.trainer.n_bootstrap if n_bootstrap is None else n_bootstrap
+    comparison = {"variants": summarize(results, metric_names),
+                  "paired": paired_comparison(run_dirs, splits, n_resamples, config.seed)}
+    atomic_write_json(out_dir / "comparison.json", comparison)
+    figure = plot_paired(comparison["paired"], out_dir / "paired_differences.png")
+    atomic_write_text(out_dir / "comparison.md", markdown(comparison, splits, figure))
+    return comparison
+
+
+def paired_comparison(run_dirs: dict[str, dict[int, Path]], splits: list[int], n_resamples: int,
+                      seed: int = 0) -> dict[str, Any]:
+    """Every multi-task variant against each single-task model, on the same validation images.
+
+    ``{variant: {"splits": {split: {"tasks": {task: {metric: {multi, single, delta, delta_ci95,
+    verdict}}}, "delta_m", "delta_m_ci95"}}, "tasks": {task: {metric: {"delta_mean", "delta_std",
+    "verdict"}}}, "delta_m_mean", "delta_m_std"}}`` (see :mod:`medmtl.paired`).
+    """
+    cache: dict[Path, tuple[Any, dict, dict]] = {}
+
+    def evaluated(run_dir: Path) -> tuple[Any, dict, dict]:
+        if run_dir not in cache:
+            cache[run_dir] = _validation_summaries(run_dir)
+        return cache[run_dir]
+
+    singles = {name[len(SINGLE_PREFIX):]: dirs for name, dirs in run_dirs.items() if name.startswith(SINGLE_PREFIX)}
+    out: dict[str, Any] = {}
+    for variant, dirs in run_dirs.items():
+        if variant.startswith(SINGLE_PREFIX):
+            continue
+        per_split: dict[int, Any] = {}
+        for split in splits:
+            model, summaries, names = evaluated(dirs[split])
+            tasks: dict[str, Any] = {}
+            for task_name, single_dirs in singles.items():
+                _, single_summaries, single_names = evaluated(single_dirs[split])
+                if not summaries.get(task_name) or not single_summaries.get(task_name):
+                    continue
+                task = model.tasks[task_name]
+                _, multi_rows, single_rows = align(names[task_name], summaries[task_name], single_names[task_name],
+                                                   single_summaries[task_name])
+                tasks[task_name] = paired_deltas(task, multi_rows, single_rows, tuple(task.summary_metrics),
+                                                 n_resamples, seed)
+            per_split[split] = {"tasks": {t: r["metrics"] for t, r in tasks.items()},
+                                "n": {t: r["n"] for t, r in tasks.items()}, **delta_m(tasks, n_resamples)}
+        out[variant] = {"splits": per_split, **_over_splits(per_split)}
+    return out
+
+
+def _validation_summaries(run_dir: Path) -> tuple[Any, dict, dict]:
+    """The run's best model and its per-sample summaries (with sample names) on its validation split."""
+    from medmtl.evaluation import collect_summaries
+    from medmtl.training.loaders import build_run_datasets, evaluation_loader
+    from medmtl.training.run import load_run
+
+    config, model = load_run(run_dir)
+    datasets = build_run_datasets(config, model)
+    names: dict[str, list[str]] = {}
+    loader = evaluation_loader(config, datasets["val" if "val" in datasets else "train"])
+    return model, collect_summaries(model, loader, description=f"pairing {run_dir.name}", names=names), names
+
+
+def _over_splits(per_split: dict[int, Any]) -> dict[str, Any]:
+    """Mean ± std of the paired differences and Δm% over splits, and one verdict per task and metric."""
+    tasks: dict[str, Any] = {}
+    for result in per_split.values():
+        for task, metrics in result["tasks"].items():
+            for metric, stats in metrics.items():
+                tasks.setdefault(task, {}).setdefault(metric, []).append(stats)
+    summary = {task: {metric: {**_mean_std([s["delta"] for s in stats], "delta"),
+                               "verdict": combine_verdicts([s["verdict"] for s in stats])}
+                      for metric, stats in metrics.items()} for task, metrics in tasks.items()}
+    return {"tasks": summary, **_mean_std([r["delta_m"] for r in per_split.values()], "delta_m")}
+
+
+def _mean_std(values: list[float], name: str) -> dict[str, float]:
+    values = [v for v in values if v is not None and math.isfinite(v)]
+    if not values:
+        return {f"{name}_mean": math.nan, f"{name}_std": math.nan}
+    return {f"{name}_mean": float(np.mean(values)),
+            f"{name}_std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
 
 
 def summarize(results: dict[str, dict[int, dict]], metric_names: dict[str, tuple[str, ...]]) -> dict[str, Any]:
@@ -113,12 +209,67 @@ def summarize(results: dict[str, dict[int, dict]], metric_names: dict[str, tuple
     return summary
 
 
-def markdown(summary: dict[str, Any], splits: list[int]) -> str:
+def markdown(comparison: dict[str, Any], splits: list[int], figure: Path | None = None) -> str:
+    """The comparison as Markdown: each model's metrics (mean ± std over splits), then the paired
+    differences multi − single with their 95% intervals, Δm% and a verdict per task."""
     lines = [f"Mean ± std over splits {splits}.", "", "| model | task | metric | mean ± std |", "|---|---|---|---|"]
-    for variant, tasks in summary.items():
+    for variant, tasks in comparison["variants"].items():
         for task, metrics in tasks.items():
             for metric, stats in metrics.items():
                 mean, std = stats["mean"], stats["std"]
                 text = "n/a" if math.isnan(mean) else f"{mean:.3f} ± {std:.3f}"
                 lines.append(f"| {variant} | {task} | {metric} | {text} |")
+    paired = comparison.get("paired") or {}
+    if not paired:
+        return "\n".join(lines) + "\n"
+    lines += ["", "## Did multi-task help? Paired differences (multi − single, same validation images)", "",
+              "Per split: the difference with its paired bootstrap 95% interval. Verdict per task: *helped* "
+              "(*hurt*) when some split's interval lies entirely on the better (worse) side of 0 and none on the "
+              "other, *mixed* when both happen, else *no evidence*. Δm%: mean relative change over the metrics "
+              "(Maninis et al. 2019; metrics whose single-task value is 0 are left out), positive = multi-task "
+              "better.", "",
+              "| model | task | metric | " + " | ".join(f"split {k}" for k in splits) + " | mean ± std | verdict |",
+              "|---|---|---|" + "---|" * len(splits) + "---|---|"]
+    for variant, result in paired.items():
+        for task, metrics in result["tasks"].items():
+            for metric, over in metrics.items():
+                cells = []
+                for split in splits:
+                    stats = result["splits"].get(split, {}).get("tasks", {}).get(task, {}).get(metric)
+                    cells.append(_delta_text(stats["delta"], stats["delta_ci95"]) if stats else "")
+                mean = over["delta_mean"]
+                total = "n/a" if math.isnan(mean) else f"{mean:+.3f} ± {over['delta_std']:.3f}"
+                lines.append(f"| {variant} | {task} | {metric} | " + " | ".join(cells) + f" | {total} | "
+                             f"**{over['verdict']}** |")
+        cells = [_delta_text(result["splits"][k]["delta_m"], result["splits"][k]["delta_m_ci95"], "%")
+                 for k in splits if k in result["splits"]]
+        mean = result["delta_m_mean"]
+        total = "n/a" if math.isnan(mean) else f"{mean:+.2f} ± {result['delta_m_std']:.2f} %"
+        lines.append(f"| {variant} | all | Δm% | " + " | ".join(cells) + f" | {total} | |")
+    if figure is not None:
+        lines += ["", f"![paired differences]({figure.name})"]
     return "\n".join(lines) + "\n"
+
+
+def _delta_text(delta: float, ci: list[float], unit: str = "") -> str:
+    if delta is None or math.isnan(delta):
+        return "n/a"
+    low, high = ci
+    interval = "" if low is None or math.isnan(low) else f" [{low:+.3f}, {high:+.3f}]"
+    return f"{delta:+.3f}{interval}{unit}"
+
+
+def plot_paired(paired: dict[str, Any], out_png: Path) -> Path | None:
+    """Per task and metric, each split's difference multi − single with its interval; one colour per model."""
+    if not paired:
+        return None
+    from medmtl.report.plots import plot_intervals
+
+    rows: list[tuple[str, str, float, float, float]] = []
+    for variant, result in paired.items():
+        for split, per_split in result["splits"].items():
+            for task, metrics in per_split["tasks"].items():
+                for metric, stats in metrics.items():
+                    low, high = stats["delta_ci95"]
+                    rows.append((f"{task} {metric} (split {split})", variant, stats["delta"], low, high))
+    return plot_intervals(rows, out_png, "multi − single (paired 95% interval)")

@@ -7,7 +7,7 @@ Top-level sections: ``seed``, ``data`` (:class:`medmtl.data.config.DataConfig`),
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
@@ -68,13 +68,14 @@ def task_options(entry: Any, key: str, source: str = "<dict>") -> TaskOptions:
 
 class LossConfig(_Strict):
     balancer: Literal["fixed", "uncertainty"] = "fixed"
-    weights: dict[str, float] = Field(default_factory=dict, description="fixed weight per task name; default 1")
+    weights: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
+        default_factory=dict, description="fixed weight (≥ 0; 0 switches the task's loss off) per task name; default 1")
 
 
 class OptimConfig(_Strict):
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
+    lr: float = Field(1e-3, gt=0, allow_inf_nan=False, description="learning rate, > 0")
+    weight_decay: float = Field(1e-4, ge=0, allow_inf_nan=False, description="weight decay, ≥ 0")
     scheduler: Literal["none", "cosine"] = "cosine"
 
 
@@ -84,21 +85,21 @@ class StageConfig(_Strict):
 
 
 class TrainerConfig(_Strict):
-    max_epochs: int = 30
-    patience: int = Field(0, description="early-stopping patience in epochs; 0 turns it off")
+    max_epochs: int = Field(30, ge=1, description="epochs to train, ≥ 1")
+    patience: int = Field(0, ge=0, description="early-stopping patience in epochs; 0 turns it off")
     min_delta: float = Field(0.0, ge=0, description="smallest change of the monitored metric that counts as improvement")
     monitor: str | None = Field(None, description="e.g. 'val/classification/auc'; default: first task's main metric")
     monitor_mode: Literal["min", "max"] | None = None
     accelerator: str = "cpu"
-    devices: int = 1
+    devices: int = Field(1, ge=1, description="devices (CPU processes or GPUs), ≥ 1")
     strategy: Literal["auto", "ddp"] = "auto"
     precision: str = "32-true"
     deterministic: bool = True
-    limit_train_batches: float = 1.0
-    limit_val_batches: float = 1.0
-    log_every_n_steps: int = 10
-    n_bootstrap: int = Field(1000, description="bootstrap resamples for the final metrics' 95% CIs")
-    num_threads: int | None = Field(None, description="torch CPU threads; default: torch's choice")
+    limit_train_batches: float = Field(1.0, gt=0, le=1, description="fraction of the training batches per epoch, in (0, 1]")
+    limit_val_batches: float = Field(1.0, gt=0, le=1, description="fraction of the validation batches per epoch, in (0, 1]")
+    log_every_n_steps: int = Field(10, ge=1, description="training steps between logged values, ≥ 1")
+    n_bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for the final metrics' 95% CIs (0: no CIs)")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads, ≥ 1; default: torch's choice")
     progress_bar: bool = True
     stages: list[StageConfig] = Field(default_factory=list,
                                       description="train only some parts first (FT-MTL-Net: RPN, then heads, then all)")

@@ -21,6 +21,9 @@ class DataError(MedMTLError):
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
 
+    def __reduce__(self) -> tuple:  # pickled intact: errors of Dask workers reach the caller
+        return type(self), (self.path, self.problem)
+
 
 class ConfigError(MedMTLError):
     """A configuration key is unknown, has the wrong type or an unsupported value."""
@@ -29,6 +32,9 @@ class ConfigError(MedMTLError):
         self.key = key
         self.problem = problem
         super().__init__(f"config key '{key}': {problem}")
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.key, self.problem)
 
 
 class TrainingError(MedMTLError):
@@ -44,3 +50,6 @@ class MissingExtraError(MedMTLError):
         self.feature = feature
         super().__init__(f"{feature} needs the optional extra '{extra}': pip install 'medmtl[{extra}]' "
                          f"(module '{module}' is not installed)")
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.module, self.extra, self.feature)

@@ -14,8 +14,13 @@ from medmtl.tasks.base import concat_summaries
 
 
 @torch.no_grad()
-def collect_summaries(model: MultiTaskModel, loader: DataLoader, description: str = "evaluating") -> dict[str, dict[str, np.ndarray]]:
-    """Per-task per-sample numbers over the whole loader (only labelled samples)."""
+def collect_summaries(model: MultiTaskModel, loader: DataLoader, description: str = "evaluating",
+                      names: dict[str, list[str]] | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Per-task per-sample numbers over the whole loader (only labelled samples).
+
+    ``names``, when given, receives each task's sample names in the order of its summary rows
+    (for comparing two models image by image).
+    """
     model.eval()
     parts: dict[str, list[dict[str, np.ndarray]]] = {name: [] for name in model.tasks}
     for batch in progress(loader, description=description):
@@ -24,6 +29,9 @@ def collect_summaries(model: MultiTaskModel, loader: DataLoader, description: st
             selected = task.select(outputs[name], batch)
             if selected is not None:
                 parts[name].append(task.summarize(*selected))
+                if names is not None:
+                    rows = torch.nonzero(task.labelled(batch)).flatten().tolist()
+                    names.setdefault(name, []).extend(str(batch["name"][i]) for i in rows)
     return {name: concat_summaries(p) for name, p in parts.items()}
 
 

@@ -6,7 +6,9 @@ Layout of ``<name>.zarr`` (zarr v3 group)::
     tissue       bool    [H, W]      tiles that were encoded
     coords       int64   [H, W, 2]   level-0 (x, y) of each tile's top-left corner
     row_done     bool    [H]         one chunk per row; set after the row's embeddings are written
-    attrs        encoder, level, mpp, patch_size, stride, slide, complete, …
+    attrs        encoder, level, mpp, patch_size, stride, slide, complete, …; ``settings``: what the
+                 grid depends on (encoder weights' sha256, requested tiling and tissue detection),
+                 checked before a store is skipped or resumed (:func:`medmtl.wsi.compress.grid_settings`)
 
 A store is written under ``<name>.zarr.partial`` and renamed to ``<name>.zarr`` only when every
 row is done, so a store without the ``.partial`` suffix is always complete; an interrupted one
@@ -89,6 +91,31 @@ def final_path(out_dir: Path, name: str) -> Path:
     return Path(out_dir) / f"{name}.zarr"
 
 
+def partial_path(final: Path) -> Path:
+    """Where the store ``final`` is written until it is finished."""
+    return Path(str(final) + PARTIAL_SUFFIX)
+
+
+def read_attrs(path: Path) -> dict[str, Any]:
+    """The attributes of the store at ``path`` (finished or not); a :class:`DataError` when unreadable."""
+    zarr = _zarr()
+    try:
+        return dict(zarr.open_group(str(path), mode="r").attrs)
+    except Exception as exc:
+        raise DataError(path, f"cannot be read as a zarr grid store ({exc})") from exc
+
+
+def is_readable(path: Path) -> bool:
+    """True when ``path`` holds a store whose attributes can be read (an interrupted one may not)."""
+    if not (Path(path) / "zarr.json").is_file():
+        return False
+    try:
+        read_attrs(path)
+    except DataError:
+        return False
+    return True
+
+
 def is_complete(path: Path) -> bool:
     """True for a finished store (renamed from ``.partial`` after its last row)."""
     zarr = _zarr()  # first, outside the try: a missing extra is an error, not an unfinished store
@@ -115,7 +142,8 @@ def create_or_resume(out_dir: Path, name: str, channels: int, tissue: np.ndarray
         try:
             group = zarr.open_group(str(partial), mode="r+")
             same = (tuple(group["embeddings"].shape) == (channels, height, width)
-                    and all(group.attrs.get(k) == json_safe(v) for k, v in wanted.items()))
+                    and all(group.attrs.get(k) == json_safe(v) for k, v in wanted.items()
+                            if k != "complete"))  # set when only the final rename failed
         except Exception:
             same = False
         if same:
@@ -141,8 +169,14 @@ def finish(store: GridStore) -> Path:
         raise DataError(store.path, f"cannot finish: {int((~done).sum())} grid row(s) are not written")
     store.group.attrs["complete"] = True
     target = Path(str(store.path)[: -len(PARTIAL_SUFFIX)])
-    if target.exists():
-        shutil.rmtree(target)
+    if target.exists():  # a store being replaced (--overwrite) is moved aside, deleted once the new one is in place
+        old = Path(str(target) + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(target, old)
+        os.replace(store.path, target)
+        shutil.rmtree(old, ignore_errors=True)
+        return target
     os.replace(store.path, target)
     return target
 

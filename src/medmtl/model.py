@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import torch
@@ -38,13 +38,34 @@ class MultiTaskModel(nn.Module):
             task.build_head(encoder.feature_info, image_channels)
         self.tasks = nn.ModuleDict({t.name: t for t in _order_by_dependencies(tasks)})
 
-    def forward(self, image: torch.Tensor, batch: dict[str, Any] | None = None) -> dict[str, Any]:
+    def forward(self, image: torch.Tensor, batch: dict[str, Any] | None = None,
+                tasks: Collection[str] | None = None) -> dict[str, Any]:
+        """``{task: raw output}`` of every head, or of ``tasks`` and the heads they consume (a head
+        whose loss weight is 0 need not run in training)."""
         features = self.encoder(image)
+        wanted = self.required_tasks(tasks)
         outputs: dict[str, Any] = {}
         for name, task in self.tasks.items():
-            context = {dep: outputs[dep] for dep in task.consumes}
-            outputs[name] = task(features, image, context, batch)
+            if name in wanted:
+                context = {dep: outputs[dep] for dep in task.consumes}
+                outputs[name] = task(features, image, context, batch)
         return outputs
+
+    def required_tasks(self, names: Collection[str] | None) -> set[str]:
+        """``names`` (all tasks when None) and, transitively, the tasks their heads consume."""
+        if names is None:
+            return set(self.tasks)
+        unknown = sorted(set(names) - set(self.tasks))
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; the model has {list(self.tasks)}")
+        needed: set[str] = set()
+        pending = list(names)
+        while pending:
+            name = pending.pop()
+            if name not in needed:
+                needed.add(name)
+                pending.extend(self.tasks[name].consumes)
+        return needed
 
     @property
     def wants_boxes_from_masks(self) -> bool:
@@ -52,10 +73,10 @@ class MultiTaskModel(nn.Module):
         return any(task.wants_boxes_from_masks for task in self.tasks.values())
 
     def losses(self, outputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Per-task losses for the tasks that have at least one labelled sample in ``batch``."""
+        """Per-task losses of the tasks in ``outputs`` that have at least one labelled sample in ``batch``."""
         result = {}
-        for name, task in self.tasks.items():
-            value = task.loss(outputs[name], batch)
+        for name, output in outputs.items():
+            value = self.tasks[name].loss(output, batch)
             if value is not None:
                 result[name] = value
         return result

@@ -10,6 +10,8 @@ def test_fixed_weights_sum_and_zero_switches():
     losses = {"a": torch.tensor(1.5), "b": torch.tensor(100.0), "c": torch.tensor(0.25)}
     assert float(balancer(losses)) == pytest.approx(1.5 + 0.5)
     assert balancer.current_weights() == {"a": 1.0, "b": 0.0, "c": 2.0}
+    assert balancer.active_tasks() == ["a", "c"]  # training does not run b's head
+    assert UncertaintyWeights(["a", "b"]).active_tasks() == ["a", "b"]
 
 
 def test_fixed_weights_only_switched_off_task_present_gives_zero():

@@ -122,6 +122,8 @@ def test_custom_kind_trains_evaluates_predicts_and_reports(brightness_kind, tmp_
     assert set(predictions[str(image)]) == {"brightness", "classification"}
     assert isinstance(predictions[str(image)]["brightness"]["brightness"], float)
 
-    summary = run_comparison(config_from_dict(_raw()), tmp_path / "cmp", [1], single=["brightness"])
-    assert set(summary) == {"single-brightness", "multi-task"}
-    assert "abs_error" in summary["single-brightness"]["brightness"]
+    comparison = run_comparison(config_from_dict(_raw()), tmp_path / "cmp", [1], single=["brightness"],
+                                n_bootstrap=20)
+    assert set(comparison["variants"]) == {"single-brightness", "multi-task"}
+    assert "abs_error" in comparison["variants"]["single-brightness"]["brightness"]
+    assert "abs_error" in comparison["paired"]["multi-task"]["tasks"]["brightness"]

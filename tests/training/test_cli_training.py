@@ -105,13 +105,24 @@ def test_compare_trains_every_variant_with_reports_and_skips_finished_runs(tiny_
     args = ["compare", str(tiny_config_file), "--out", str(out), "--splits", "1,2", "trainer.max_epochs=1"]
     result = run_cli(*args)
     assert result.returncode == 0, result.stdout + result.stderr
-    summary = json.loads((out / "comparison.json").read_text())
+    comparison = json.loads((out / "comparison.json").read_text())
+    summary = comparison["variants"]
     assert set(summary) == {"single-classification", "single-segmentation", "multi-task"}
     assert len(summary["multi-task"]["classification"]["auc"]["values"]) == 2
     for variant in summary:
         assert (out / variant / "split2" / "report" / "report.md").exists()
     assert (out / "single-classification" / "split1" / "report" / "roc_classification.csv").exists()
-    assert "multi-task" in (out / "comparison.md").read_text()
+    # paired differences on the same validation images, per split and over splits
+    paired = comparison["paired"]["multi-task"]
+    auc = paired["splits"]["1"]["tasks"]["classification"]["auc"]
+    assert set(auc) == {"multi", "single", "delta", "delta_ci95", "verdict"}
+    assert auc["delta"] == pytest.approx(summary["multi-task"]["classification"]["auc"]["values"][0]
+                                         - summary["single-classification"]["classification"]["auc"]["values"][0])
+    assert paired["splits"]["1"]["n"]["segmentation"] == 24  # every validation image, paired
+    assert paired["tasks"]["segmentation"]["dice"]["verdict"] in ("helped", "hurt", "no evidence", "mixed")
+    text = (out / "comparison.md").read_text()
+    assert "multi-task" in text and "Did multi-task help?" in text and "Δm%" in text
+    assert (out / "paired_differences.png").is_file()
 
     before = (out / "multi-task" / "split1" / "metrics.json").stat().st_mtime_ns
     result = run_cli(*args)  # everything finished: nothing is trained again

@@ -53,11 +53,24 @@ def test_nan_loss_stops_with_clear_message_and_keeps_last_good_checkpoint(tmp_pa
         return value * float("nan") if calls["n"] > 4 else value  # 3 batches per epoch: NaN in epoch 2
 
     monkeypatch.setattr(ClassificationTask, "compute_loss", exploding)
-    with pytest.raises(TrainingError, match="became nan.*last.ckpt"):
+    with pytest.raises(TrainingError, match="became nan.*last.ckpt") as stopped:
         train(config_from_dict(tiny_config(max_epochs=3)), tmp_path / "run")
+    assert f"the last good checkpoint is {tmp_path / 'run' / 'checkpoints' / 'last.ckpt'}" in str(stopped.value)
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=False)
     assert checkpoint["global_step"] == BATCHES_PER_EPOCH  # the one finished epoch
     assert all(torch.isfinite(v).all() for v in checkpoint["state_dict"].values() if v.is_floating_point())
+
+
+def test_nan_loss_in_the_first_epoch_names_no_checkpoint(tmp_path, monkeypatch):
+    from medmtl.tasks.classification import ClassificationTask
+
+    original = ClassificationTask.compute_loss
+    monkeypatch.setattr(ClassificationTask, "compute_loss",
+                        lambda self, prediction, target: original(self, prediction, target) * float("nan"))
+    with pytest.raises(TrainingError, match="became nan") as stopped:
+        train(config_from_dict(tiny_config(max_epochs=2)), tmp_path / "run")
+    assert "no checkpoint was written yet" in str(stopped.value) and "last.ckpt" not in str(stopped.value)
+    assert not (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
 
 
 def test_task_without_targets_in_data_is_a_config_error(tmp_path):

@@ -25,3 +25,7 @@ class LossBalancer(nn.Module, ABC):
 
     @abstractmethod
     def current_weights(self) -> dict[str, float]: ...
+
+    def active_tasks(self) -> list[str]:
+        """The tasks whose loss can contribute (training runs only their heads); all by default."""
+        return list(self.task_names)

@@ -36,3 +36,7 @@ class FixedWeights(LossBalancer):
 
     def current_weights(self) -> dict[str, float]:
         return dict(self.weights)
+
+    def active_tasks(self) -> list[str]:
+        """Tasks with a nonzero weight: a switched-off head is not run in training (still evaluated)."""
+        return [name for name, weight in self.weights.items() if weight != 0]

@@ -127,6 +127,29 @@ def plot_prediction(image: np.ndarray, out_png: Path, boxes: np.ndarray | None =
     return _save(fig, out_png)
 
 
+def plot_intervals(rows: list[tuple[str, str, float, float, float]], out_png: Path, xlabel: str) -> Path | None:
+    """A forest plot: one line per ``(label, group, value, low, high)``, a colour per group, 0 marked."""
+    rows = [r for r in rows if np.isfinite(r[2])]
+    if not rows:
+        return None
+    groups = list(dict.fromkeys(r[1] for r in rows))
+    colors = plt.get_cmap("tab10")
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(rows) + 1.2))
+    for y, (label, group, value, low, high) in enumerate(reversed(rows)):
+        color = colors(groups.index(group) % 10)
+        if np.isfinite(low) and np.isfinite(high):
+            ax.plot([low, high], [y, y], color=color, linewidth=1.5)
+        ax.plot([value], [y], "o", color=color, markersize=4)
+    ax.axvline(0, color="grey", linestyle=":")
+    ax.set_yticks(range(len(rows)), [r[0] for r in reversed(rows)], fontsize=7)
+    ax.set_xlabel(xlabel)
+    for index, group in enumerate(groups):
+        ax.plot([], [], "o-", color=colors(index % 10), label=group)
+    ax.legend(fontsize=7, loc="best")
+    ax.grid(alpha=0.3, axis="x")
+    return _save(fig, out_png)
+
+
 def _save(fig: plt.Figure, out_png: Path) -> Path:
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()

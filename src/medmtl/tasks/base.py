@@ -64,6 +64,8 @@ class Task(nn.Module, ABC, Generic[P, T]):
     summary_metrics: ClassVar[tuple[str, ...]] = ()
     #: a helper task that only shapes the shared features (``compare`` trains no single-task model of it)
     auxiliary: ClassVar[bool] = False
+    #: metrics where lower is better (all others: higher is better), for comparisons and Δm%
+    lower_is_better: ClassVar[frozenset[str]] = frozenset({"loss"})
 
     def __init__(self, name: str | None = None, options: TaskOptions | None = None, **values: Any) -> None:
         super().__init__()
@@ -126,16 +128,24 @@ class Task(nn.Module, ABC, Generic[P, T]):
         return prediction
 
     # -- shared plumbing -----------------------------------------------------------------
+    def labelled(self, batch: Batch) -> torch.Tensor:
+        """BoolTensor ``[B]``: the samples of ``batch`` labelled for this task (the rows :meth:`select`
+        keeps, in order); the target ``image`` (the input itself) is always there."""
+        size = len(batch["image"])
+        if self.target == "image":
+            return torch.ones(size, dtype=torch.bool)
+        present = batch["present"].get(self.target)
+        return torch.zeros(size, dtype=torch.bool) if present is None else present.bool()
+
     def select(self, prediction: P, batch: Batch) -> tuple[P, T] | None:
         """``(prediction, target)`` restricted to the samples labelled for this task, or None.
 
-        The default handles tensor outputs with one row per sample; the target ``image`` (the
-        input itself) is always present.
+        The default handles tensor outputs with one row per sample.
         """
         if self.target == "image":
             return prediction, batch["image"]
-        present = batch["present"].get(self.target)
-        if present is None or not bool(present.any()):
+        present = self.labelled(batch)
+        if not bool(present.any()):
             return None
         present = present.to(prediction.device)
         return prediction[present], batch["targets"][self.target].to(prediction.device)[present]
@@ -150,6 +160,13 @@ class Task(nn.Module, ABC, Generic[P, T]):
     def loss_parts(self, prediction: P) -> dict[str, torch.Tensor]:
         """Named sub-losses worth logging beside the task's loss (detection: RPN, RoI, mask); none by default."""
         return {}
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The scalar metrics :meth:`compute_metrics` returns (logged as ``val/<task>/<metric>``, so the
+        ones ``trainer.monitor`` may name besides the losses); by default :attr:`summary_metrics` and
+        the :attr:`monitor` metric."""
+        return tuple(name for name in dict.fromkeys((*self.summary_metrics, self.monitor[0])) if name != "loss")
 
     @property
     def wants_boxes_from_masks(self) -> bool:

@@ -56,6 +56,7 @@ class ClassificationTask(Task[torch.Tensor, torch.Tensor]):
     Options = ClassificationOptions
     monitor = ("auc", "max")
     summary_metrics = ("auc", "balanced_accuracy", "accuracy")
+    metric_names = ("auc", "accuracy", "balanced_accuracy")
     options: ClassificationOptions
 
     def __init__(self, name: str | None = None, options: ClassificationOptions | None = None, **values: Any) -> None:

@@ -37,6 +37,8 @@ class ReconstructionTask(Task[torch.Tensor, torch.Tensor]):
     Options = ReconstructionOptions
     monitor = ("mse", "min")
     summary_metrics = ("mse",)
+    lower_is_better = frozenset({"loss", "mse"})
+    metric_names = ("mse", "psnr")
     auxiliary = True
     options: ReconstructionOptions
 

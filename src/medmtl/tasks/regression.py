@@ -33,6 +33,8 @@ class RegressionTask(Task[torch.Tensor, torch.Tensor]):
     Options = RegressionOptions
     monitor = ("mae", "min")
     summary_metrics = ("mae", "spearman")
+    lower_is_better = frozenset({"loss", "mae"})
+    metric_names = ("mae", "spearman")
     options: RegressionOptions
 
     def __init__(self, name: str | None = None, options: RegressionOptions | None = None, **values: Any) -> None:

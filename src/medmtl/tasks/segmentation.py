@@ -51,6 +51,7 @@ class SegmentationTask(Task[torch.Tensor, torch.Tensor]):
     Options = SegmentationOptions
     monitor = ("dice", "max")
     summary_metrics = ("dice", "iou")
+    metric_names = ("dice", "iou")
     options: SegmentationOptions
 
     def __init__(self, name: str | None = None, options: SegmentationOptions | None = None, **values: Any) -> None:

@@ -38,6 +38,7 @@ class SurvivalTask(Task[torch.Tensor, torch.Tensor]):
     Options = SurvivalOptions
     monitor = ("c_index", "max")
     summary_metrics = ("c_index",)
+    metric_names = ("c_index",)
     options: SurvivalOptions
 
     def __init__(self, name: str | None = None, options: SurvivalOptions | None = None, **values: Any) -> None:

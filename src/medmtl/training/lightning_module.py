@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -37,8 +38,10 @@ class MultiTaskModule(L.LightningModule):
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(image)
 
-    def _step(self, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
-        outputs = self.model(batch["image"], batch)
+    def _step(self, batch: dict[str, Any], tasks: list[str] | None = None
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
+        """Total loss, per-task losses and outputs of ``tasks`` (default: every task)."""
+        outputs = self.model(batch["image"], batch, tasks)
         losses = self.model.losses(outputs, batch)
         if losses:
             total = self.balancer(losses)
@@ -48,12 +51,13 @@ class MultiTaskModule(L.LightningModule):
 
     def _log_loss_parts(self, stage: str, outputs: dict[str, Any], size: int) -> None:
         """Sub-losses of heads that report them (detection: RPN, RoI class/box, mask)."""
-        for name, task in self.model.tasks.items():
-            for part, value in task.loss_parts(outputs[name]).items():
+        for name, output in outputs.items():
+            for part, value in self.model.tasks[name].loss_parts(output).items():
                 self.log(f"{stage}/{name}/{part}", value.detach(), batch_size=size, sync_dist=stage == "val")
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
-        total, losses, outputs = self._step(batch)
+        # heads whose loss weight is 0 are not run: they would cost a forward and backward for nothing
+        total, losses, outputs = self._step(batch, self.balancer.active_tasks())
         self._check_finite(total, losses, batch_idx)
         size = len(batch["image"])
         self.log("train/loss", total, prog_bar=True, batch_size=size, sync_dist=False)
@@ -68,11 +72,23 @@ class MultiTaskModule(L.LightningModule):
         if torch.isfinite(total):
             return
         bad = {name: float(v) for name, v in losses.items() if not math.isfinite(float(v))}
+        last = self._last_checkpoint()
+        saved = (f"the last good checkpoint is {last}" if last is not None
+                 else "no checkpoint was written yet (none is kept before the first epoch ends)")
         raise TrainingError(
             f"the training loss became {float(total)} at epoch {self.current_epoch}, batch {batch_idx} "
-            f"(task losses not finite: {bad or 'none; the balancer produced it'}). Training stopped; the last "
-            "good checkpoint is checkpoints/last.ckpt. Try a lower optim.lr."
+            f"(task losses not finite: {bad or 'none; the balancer produced it'}). Training stopped; {saved}. "
+            "Try a lower optim.lr."
         )
+
+    def _last_checkpoint(self) -> Path | None:
+        """The run's ``last.ckpt`` if it exists now (in the trainer's checkpoint folder), else None."""
+        trainer = self._trainer
+        for callback in getattr(trainer, "checkpoint_callbacks", None) or []:
+            folder = getattr(callback, "dirpath", None)
+            if folder and (Path(folder) / "last.ckpt").is_file():
+                return Path(folder) / "last.ckpt"
+        return None
 
     # -- evaluation ----------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:

@@ -3,6 +3,8 @@
 Run directory layout::
 
     DIR/config.yaml            resolved configuration
+    DIR/config_changes.yaml    resumable settings changed by reruns (see medmtl.training.run_dir)
+    DIR/.lock                  PID and host of the process training into DIR, while it does
     DIR/checkpoints/last.ckpt  end of the last finished epoch (resume point)
     DIR/checkpoints/best.ckpt  best epoch by the monitored metric
     DIR/logs/csv/metrics.csv   every logged value; DIR/logs/tensorboard/ for TensorBoard
@@ -20,18 +22,22 @@ import lightning as L
 import torch
 import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
 from medmtl.builders import build_balancer, build_model
-from medmtl.config import RunConfig, apply_overrides, config_from_dict, save_config
+from medmtl.config import RunConfig, apply_overrides, config_from_dict
 from medmtl.errors import ConfigError, DataError
 from medmtl.evaluation import collect_summaries, evaluate, metrics_from_summaries
 from medmtl.io_utils import atomic_write_json
 from medmtl.model import MultiTaskModel
 from medmtl.training.checkpoint_io import AtomicCheckpointIO
 from medmtl.training.lightning_module import MultiTaskModule
-from medmtl.training.loaders import build_loaders, evaluation_loader
+from medmtl.training.loaders import EpochSampler, build_loaders, evaluation_loader, unwrap_dataset
+from medmtl.training.resume import HistoryCSVLogger, ResumeBookkeeping
+from medmtl.training.run_dir import RunLock, RunPlan, check_rerun, clean_partial_writes, commit_config, is_launched_rank
+from medmtl.training.safe_load import load_checkpoint_file
+from medmtl.training.seeding import EpochSeeding
 from medmtl.training.stages import StagedTraining, check_stage_prefixes
 
 
@@ -45,8 +51,10 @@ class RunResult:
 
 
 def monitor_for(config: RunConfig, model: MultiTaskModel) -> tuple[str, str]:
-    """The metric that picks the best checkpoint: configured, else the first trained task's own."""
+    """The metric that picks the best checkpoint: configured (checked by :func:`check_monitor`), else
+    the first trained task's own."""
     if config.trainer.monitor:
+        check_monitor(config.trainer.monitor, model)
         mode = config.trainer.monitor_mode or ("min" if config.trainer.monitor.endswith("loss") else "max")
         return config.trainer.monitor, mode
     weights = config.loss.weights
@@ -57,17 +65,47 @@ def monitor_for(config: RunConfig, model: MultiTaskModel) -> tuple[str, str]:
     return "val/loss", "min"
 
 
+def allowed_monitors(model: MultiTaskModel) -> list[str]:
+    """What validation logs: ``val/loss``, each task's ``val/<task>/loss`` and ``val/<task>/<metric>``."""
+    allowed = ["val/loss"]
+    for name, task in model.tasks.items():
+        allowed += [f"val/{name}/loss", *(f"val/{name}/{metric}" for metric in task.metric_names)]
+    return allowed
+
+
+def check_monitor(monitor: str, model: MultiTaskModel) -> None:
+    """A :class:`ConfigError` naming ``trainer.monitor`` and the allowed values when no task produces ``monitor``."""
+    allowed = allowed_monitors(model)
+    if monitor not in allowed:
+        raise ConfigError("trainer.monitor", f"'{monitor}' is not produced by this model's tasks; "
+                                             f"choose one of {', '.join(allowed)}")
+
+
 def train(config: RunConfig, out_dir: str | Path, resume: bool = True, report: bool = False) -> RunResult:
     """Fit, keep best/last checkpoints, then evaluate the best model with bootstrap CIs.
 
     With ``report`` the same evaluation pass over the validation split also feeds
     ``report/report.md`` (no second pass over the data).
+
+    The run directory is locked while training, and a rerun into a directory that holds a run
+    resumes it only when the configuration is the stored one up to resumable settings, else it is
+    refused before anything is written (:mod:`medmtl.training.run_dir`). A resumed run repeats the
+    uninterrupted run's random draws (:mod:`medmtl.training.seeding`) and keeps its CSV history
+    (:mod:`medmtl.training.resume`).
     """
     out_dir = Path(out_dir)
+    if is_launched_rank():  # rank > 0 of a DDP run: rank 0 holds the lock and has checked the configuration
+        return _fit_and_evaluate(config, out_dir, None, report)
+    with RunLock(out_dir):
+        clean_partial_writes(out_dir)
+        plan = check_rerun(config, out_dir, resume)  # raises before anything is written
+        return _fit_and_evaluate(config, out_dir, plan, report)
+
+
+def _fit_and_evaluate(config: RunConfig, out_dir: Path, plan: RunPlan | None, report: bool) -> RunResult:
+    """:func:`train` in a checked and locked run directory (``plan`` is None on ranks > 0 of a DDP run)."""
     checkpoints = out_dir / "checkpoints"
     last = checkpoints / "last.ckpt"
-    if last.exists() and not resume:
-        raise ConfigError("--out", f"{out_dir} already holds a run; pass --resume to continue it or choose another folder")
     if config.trainer.num_threads:
         torch.set_num_threads(config.trainer.num_threads)
     L.seed_everything(config.seed, workers=True, verbose=False)
@@ -77,9 +115,10 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = True, report: b
     monitor, mode = monitor_for(config, model)
     stages = [(stage.epochs, stage.train) for stage in config.trainer.stages]
     check_stage_prefixes(model, stages)
-    save_config(config, out_dir / "config.yaml")
+    if plan is not None:
+        commit_config(config, out_dir, plan)  # only now: the model and the data could be built
 
-    trainer = _make_trainer(config, out_dir, monitor, mode)
+    trainer = _make_trainer(config, out_dir, monitor, mode, loaders["train"])
     ckpt_path = str(last) if last.exists() else None
     trainer.fit(module, loaders["train"], loaders.get("val"), ckpt_path=ckpt_path)
     if trainer.global_rank != 0:
@@ -88,14 +127,14 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = True, report: b
     best = Path(trainer.checkpoint_callback.best_model_path or last)
     load_weights(model, best)
     eval_split = "val" if "val" in loaders else "train"
-    eval_loader = evaluation_loader(config, loaders[eval_split].dataset)
+    eval_loader = evaluation_loader(config, unwrap_dataset(loaders[eval_split].dataset))
     summaries = collect_summaries(model, eval_loader)
     metrics = metrics_from_summaries(model, summaries, config.trainer.n_bootstrap, config.seed)
     atomic_write_json(out_dir / "metrics.json", metrics)
     test_metrics = None
     if "test" in loaders:
-        test_metrics = evaluate(model, evaluation_loader(config, loaders["test"].dataset), config.trainer.n_bootstrap,
-                                config.seed)
+        test_metrics = evaluate(model, evaluation_loader(config, unwrap_dataset(loaders["test"].dataset)),
+                                config.trainer.n_bootstrap, config.seed)
         atomic_write_json(out_dir / "metrics_test.json", test_metrics)
     report_path = None
     if report and metrics:
@@ -105,12 +144,23 @@ def train(config: RunConfig, out_dir: str | Path, resume: bool = True, report: b
     return RunResult(out_dir, metrics, best, test_metrics, report_path)
 
 
-def _make_trainer(config: RunConfig, out_dir: Path, monitor: str, mode: str) -> L.Trainer:
+def _make_trainer(config: RunConfig, out_dir: Path, monitor: str, mode: str, train_loader: Any) -> L.Trainer:
+    """The Lightning trainer of a run: best/last checkpoints, early stopping, stages, logs, and what
+    makes a resume exact and keeps the history (per-epoch reseeding and the sampler's epoch, the CSV
+    logger that keeps the finished epochs' rows, the configured patience and schedule length)."""
     t = config.trainer
+    checkpoints = out_dir / "checkpoints"
+    sampler = train_loader.sampler if isinstance(train_loader.sampler, EpochSampler) else None
     callbacks: list[Any] = [
-        ModelCheckpoint(dirpath=out_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                        save_top_k=1, save_last=True, auto_insert_metric_name=False, enable_version_counter=False)
+        # best.ckpt: rewritten only when the monitored metric improves (trainer.checkpoint_callback: first)
+        ModelCheckpoint(dirpath=checkpoints, filename="best", monitor=monitor, mode=mode, save_top_k=1,
+                        save_last=False, auto_insert_metric_name=False, enable_version_counter=False),
+        # last.ckpt: every epoch, whatever the metric did (save_last=True on the one above would only
+        # follow its saves). Saved after best.ckpt at the same hook, so it holds best's updated state.
+        ModelCheckpoint(dirpath=checkpoints, filename="last", monitor=None, save_top_k=1, every_n_epochs=1,
+                        save_last=False, auto_insert_metric_name=False, enable_version_counter=False),
     ]
+    callbacks += [EpochSeeding(config.seed, sampler), ResumeBookkeeping(t.patience)]
     if t.stages:
         callbacks.append(StagedTraining([(stage.epochs, stage.train) for stage in t.stages]))
     if t.patience > 0:
@@ -121,7 +171,7 @@ def _make_trainer(config: RunConfig, out_dir: Path, monitor: str, mode: str) -> 
         # heads with weight 0 or without labels in a batch leave parameters unused
         strategy = DDPStrategy(process_group_backend="gloo" if t.accelerator == "cpu" else None,
                                find_unused_parameters=True)
-    loggers = [CSVLogger(out_dir / "logs", name="", version="csv"),
+    loggers = [HistoryCSVLogger(out_dir / "logs", name="", version="csv"),
                TensorBoardLogger(out_dir / "logs", name="", version="tensorboard", default_hp_metric=False)]
     return L.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=strategy,
@@ -132,31 +182,78 @@ def _make_trainer(config: RunConfig, out_dir: Path, monitor: str, mode: str) -> 
     )
 
 
-def load_weights(model: MultiTaskModel, checkpoint: Path) -> None:
-    """Load a Lightning checkpoint's ``model.*`` weights into ``model``."""
+@dataclass
+class CheckpointInfo:
+    """Which checkpoint a model was loaded from: its file, finished epochs and optimiser steps."""
+
+    path: Path
+    epochs: int | None = None
+    global_step: int | None = None
+
+    def describe(self) -> str:
+        when = [f"epoch {self.epochs}"] if self.epochs is not None else []
+        when += [f"step {self.global_step}"] if self.global_step is not None else []
+        return f"{self.path}" + (f" ({', '.join(when)})" if when else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"checkpoint": str(self.path), "epochs": self.epochs, "global_step": self.global_step}
+
+
+def load_weights(model: MultiTaskModel, checkpoint: Path) -> CheckpointInfo:
+    """Load a Lightning checkpoint's ``model.*`` weights into ``model`` (weights-only: the file cannot
+    run code, see :mod:`medmtl.training.safe_load`); returns which epoch they are from."""
+    checkpoint = Path(checkpoint)
+    content = load_checkpoint_file(checkpoint)
+    state = content.get("state_dict")
+    if not isinstance(state, dict):
+        raise DataError(checkpoint, "is not a medmtl checkpoint (it has no state_dict)")
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-    except FileNotFoundError:
-        raise DataError(checkpoint, "checkpoint does not exist") from None
-    except Exception as exc:
-        raise DataError(checkpoint, f"cannot be read as a medmtl checkpoint: {exc}") from exc
-    model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+        model.load_state_dict({k[len("model."):]: v for k, v in state.items() if k.startswith("model.")})
+    except RuntimeError as exc:
+        detail = " ".join(line.strip() for line in str(exc).splitlines()[:2])
+        raise DataError(checkpoint, f"does not fit this run's model: {detail[:400]}") from None
+    epoch, step = content.get("epoch"), content.get("global_step")
+    # Lightning stores the index of the epoch being finished: the checkpoint holds epoch + 1 finished epochs
+    return CheckpointInfo(checkpoint, epoch + 1 if isinstance(epoch, int) else None,
+                          step if isinstance(step, int) else None)
 
 
-def load_run(run_dir: str | Path) -> tuple[RunConfig, MultiTaskModel]:
-    """The configuration and best model of a finished (or interrupted) run directory."""
+def run_checkpoint(run_dir: str | Path, checkpoint: str | Path = "best") -> Path:
+    """The checkpoint file ``checkpoint`` names in a run: ``best`` (best.ckpt; last.ckpt for a run that
+    has no best, e.g. one without validation data), ``last`` (end of the last finished epoch) or a path."""
+    folder = Path(run_dir) / "checkpoints"
+    if str(checkpoint) in ("best", "last"):
+        names = ["best.ckpt", "last.ckpt"] if str(checkpoint) == "best" else ["last.ckpt"]
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+        raise DataError(folder / names[0], "does not exist: the run has not finished an epoch yet"
+                        if not (folder / "last.ckpt").exists() else "does not exist")
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise DataError(path, "checkpoint does not exist (a checkpoint is best, last or the path of a .ckpt file)")
+    return path
+
+
+def load_run(run_dir: str | Path, checkpoint: str | Path = "best") -> tuple[RunConfig, MultiTaskModel]:
+    """The configuration and model of a finished (or interrupted) run directory, with the weights of
+    ``checkpoint``: ``best`` (default), ``last`` or the path of a checkpoint of this run's model."""
+    config, model, _ = load_run_checkpoint(run_dir, checkpoint)
+    return config, model
+
+
+def load_run_checkpoint(run_dir: str | Path, checkpoint: str | Path = "best"
+                        ) -> tuple[RunConfig, MultiTaskModel, CheckpointInfo]:
+    """:func:`load_run`, and which checkpoint (file, epoch, step) the weights came from."""
     run_dir = Path(run_dir)
     config_path = run_dir / "config.yaml"
     if not config_path.is_file():
         raise DataError(run_dir, "is not a medmtl run directory (no config.yaml)")
     config = config_from_dict(yaml.safe_load(config_path.read_text()), source=str(config_path))
     model = build_model(config)
-    checkpoint = run_dir / "checkpoints" / "best.ckpt"
-    if not checkpoint.exists():
-        checkpoint = run_dir / "checkpoints" / "last.ckpt"
-    load_weights(model, checkpoint)
+    info = load_weights(model, run_checkpoint(run_dir, checkpoint))
     model.eval()
-    return config, model
+    return config, model, info
 
 
 def with_data_overrides(config: RunConfig, overrides: list[str]) -> RunConfig:

@@ -4,12 +4,15 @@ Streaming: tiles are read by a pool of reader threads (OpenSlide and zlib/JPEG d
 the GIL) a bounded number of tiles ahead of the encoder, so reading overlaps encoding and memory
 stays flat whatever the slide size; each finished grid row is written to the store at once.
 An interrupted slide resumes from its finished rows; a finished one is skipped
-(:mod:`medmtl.grid_store`). A tile that cannot be read is retried, then left as zeros and
-counted (``failed_tiles`` in the store's attributes and a warning), never skipped silently.
+(:mod:`medmtl.grid_store`) — both only when the store was made with the same encoder weights and
+settings (:func:`grid_settings`, recorded in the store); otherwise a :class:`DataError` names
+the differences, and ``overwrite`` recomputes the store instead. A tile that cannot be read is
+retried, then left as zeros and counted (``failed_tiles`` in the store's attributes and a warning), never skipped silently.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -18,11 +21,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from medmtl import grid_store
 from medmtl.errors import DataError
+from medmtl.io_utils import json_safe
 from medmtl.progress import progress_bars
 from medmtl.wsi.patch_encoder import PatchEncoder
 from medmtl.wsi.slide import Slide, open_slide
@@ -72,16 +77,86 @@ def store_name(slide_path: Path) -> str:
     return slide_path.stem
 
 
+def grid_settings(encoder: PatchEncoder, settings: CompressionSettings) -> dict[str, Any]:
+    """What a grid depends on: the encoder's weights, the tiling and the tissue detection.
+
+    Stored as the store's ``settings`` attribute; a finished store is skipped, and an interrupted
+    one resumed, only when its recorded settings equal these (reading threads, batch size and
+    retries do not change the grid and are not recorded).
+    """
+    values: dict[str, Any] = {
+        "encoder_sha256": encoder.weights_sha256, "patch_size": settings.patch_size,
+        "mpp": None if settings.level is not None else settings.target_mpp, "level": settings.level,
+        "stride": settings.patch_size if settings.stride is None else settings.stride,
+        "slide_mpp": settings.slide_mpp, "min_tissue_fraction": settings.min_tissue_fraction}
+    values.update({f"tissue.{key}": value for key, value in dataclasses.asdict(settings.tissue).items()})
+    return json_safe(values)
+
+
+def _show_setting(key: str, value: Any) -> str:
+    if value is None:
+        return "none"
+    return f"{value[:12]}…" if key == "encoder_sha256" and isinstance(value, str) else str(value)
+
+
+def check_reusable(store: Path, wanted: dict[str, Any]) -> None:
+    """Raise a :class:`DataError` naming ``store`` and its differing settings unless it was made with ``wanted``."""
+    hint = "pass --overwrite to recompute it or choose another --out"
+    attrs = grid_store.read_attrs(store)
+    recorded = attrs.get("settings")
+    if not isinstance(recorded, dict):
+        raise DataError(store, "was made by an older medmtl that did not record its encoder and settings, so it "
+                               f"cannot be checked against this run; {hint}")
+
+    def was(key: str) -> str:
+        shown = _show_setting(key, recorded.get(key))
+        return f"{shown} (encoder {attrs.get('encoder') or 'unnamed'})" if key == "encoder_sha256" else shown
+
+    changed = [key for key, value in wanted.items() if recorded.get(key) != value]
+    if changed:
+        shown = "; ".join(f"{key} {was(key)}, now {_show_setting(key, wanted[key])}" for key in changed)
+        raise DataError(store, f"was made with {shown}; {hint}")
+
+
+def _reuse(slide_path: Path, out_dir: Path, wanted: dict[str, Any], overwrite: bool) -> Path | None:
+    """The finished store to skip to, or None to compute (resuming an interrupted store made with
+    ``wanted``); a :class:`DataError` for a store made otherwise.
+
+    With ``overwrite`` a store made otherwise is recomputed instead: a finished one is replaced once
+    the new one is finished, an interrupted one is started again. Stores made with ``wanted`` are
+    reused either way, so an interrupted ``--overwrite`` run resumes where it stopped.
+    """
+
+    def reusable(store: Path) -> bool:
+        try:
+            check_reusable(store, wanted)
+        except DataError:
+            if not overwrite:
+                raise
+            return False
+        return True
+
+    final = grid_store.final_path(out_dir, store_name(slide_path))
+    if grid_store.is_complete(final) and reusable(final):
+        return final
+    partial = grid_store.partial_path(final)
+    if grid_store.is_readable(partial):  # a torn one is started again (grid_store.create_or_resume)
+        reusable(partial)  # one made otherwise: create_or_resume discards it (its attributes differ)
+    return None
+
+
 def compress_slide(slide_path: str | Path, encoder: PatchEncoder, out_dir: str | Path,
                    settings: CompressionSettings = CompressionSettings(),
-                   on_progress: Callable[[int, int], None] | None = None) -> CompressionResult:
-    """Compress one slide into ``out_dir/<slide stem>.zarr`` (skipped when already finished).
+                   on_progress: Callable[[int, int], None] | None = None, overwrite: bool = False) -> CompressionResult:
+    """Compress one slide into ``out_dir/<slide stem>.zarr`` (skipped when already finished with the
+    same encoder and settings; a :class:`DataError` when finished with others, unless ``overwrite``).
 
     ``on_progress(done, total)`` is called as tiles are encoded.
     """
     slide_path, out_dir = Path(slide_path), Path(out_dir)
-    final = grid_store.final_path(out_dir, store_name(slide_path))
-    if grid_store.is_complete(final):
+    wanted = grid_settings(encoder, settings)
+    final = _reuse(slide_path, out_dir, wanted, overwrite)
+    if final is not None:
         return CompressionResult(slide_path, final, skipped=True)
     start = time.perf_counter()
     with open_slide(slide_path, mpp=settings.slide_mpp) as slide:
@@ -97,7 +172,7 @@ def compress_slide(slide_path: str | Path, encoder: PatchEncoder, out_dir: str |
         attrs = {"slide": str(slide_path), "encoder": encoder.source, "embedding": encoder.channels,
                  "level": grid.level, "level_downsample": grid.level_downsample, "mpp": patch_mpp,
                  "patch_size": grid.patch_size, "stride": grid.stride,
-                 "min_tissue_fraction": settings.min_tissue_fraction}
+                 "min_tissue_fraction": settings.min_tissue_fraction, "settings": wanted}
         store = grid_store.create_or_resume(out_dir, store_name(slide_path), encoder.channels, tissue, coords, attrs)
         pending = np.nonzero(~store.rows_done())[0]
         todo = np.nonzero(np.isin(grid.rows, pending))[0]
@@ -228,16 +303,32 @@ def _read_ahead(slide: Slide, grid: TileGrid, indices: np.ndarray,
             handle_.close()
 
 
+def check_stores(slides: list[Path], encoder: PatchEncoder, out_dir: Path, settings: CompressionSettings,
+                 overwrite: bool = False) -> None:
+    """The :class:`DataError` of the first slide whose existing store was made with another encoder or
+    settings (none with ``overwrite``): called before any slide is encoded."""
+    wanted = grid_settings(encoder, settings)
+    for path in slides:
+        _reuse(Path(path), Path(out_dir), wanted, overwrite)
+
+
 def compress_slides(slides: list[Path], encoder: PatchEncoder, out_dir: Path,
-                    settings: CompressionSettings = CompressionSettings()) -> list[CompressionResult]:
-    """Compress slides one after another in this process, with an overall and a per-slide bar."""
+                    settings: CompressionSettings = CompressionSettings(),
+                    overwrite: bool = False) -> list[CompressionResult]:
+    """Compress slides one after another in this process, with an overall and a per-slide bar.
+
+    Every slide's existing store is checked first, so a store made with other settings stops the
+    run before any slide is encoded.
+    """
+    check_stores(slides, encoder, out_dir, settings, overwrite)
     results = []
     with progress_bars() as bars:
         overall = bars.add_task("slides", total=len(slides))
         for path in slides:
             current = bars.add_task(Path(path).name, total=None)
             results.append(compress_slide(path, encoder, out_dir, settings,
-                                          lambda done, total, t=current: bars.update(t, completed=done, total=total)))
+                                          lambda done, total, t=current: bars.update(t, completed=done, total=total),
+                                          overwrite=overwrite))
             bars.remove_task(current)
             bars.advance(overall)
     return results

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from medmtl.extras import require
-from medmtl.wsi.compress import CompressionResult, CompressionSettings, compress_slide
+from medmtl.wsi.compress import CompressionResult, CompressionSettings, check_stores, compress_slide
 from medmtl.wsi.patch_encoder import PatchEncoder
 
 _ENCODERS: dict[str, PatchEncoder] = {}
@@ -31,7 +31,7 @@ def worker_device() -> str:
 
 
 def _compress_on_worker(slide: str, encoder: str | PatchEncoder, out_dir: str, settings: CompressionSettings,
-                        threads: int) -> CompressionResult:
+                        threads: int, overwrite: bool = False) -> CompressionResult:
     torch.set_num_threads(threads)
     if isinstance(encoder, PatchEncoder):
         patch_encoder = encoder
@@ -39,27 +39,33 @@ def _compress_on_worker(slide: str, encoder: str | PatchEncoder, out_dir: str, s
         if encoder not in _ENCODERS:
             _ENCODERS[encoder] = PatchEncoder.from_run(encoder, device=worker_device())
         patch_encoder = _ENCODERS[encoder]
-    return compress_slide(slide, patch_encoder, out_dir, settings)
+    return compress_slide(slide, patch_encoder, out_dir, settings, overwrite=overwrite)
 
 
 def compress_in_parallel(slides: list[Path], encoder: str | Path | PatchEncoder, out_dir: Path,
                          settings: CompressionSettings = CompressionSettings(), workers: int = 2,
-                         threads_per_worker: int = 1, scheduler: str | None = None) -> list[CompressionResult]:
+                         threads_per_worker: int = 1, scheduler: str | None = None,
+                         overwrite: bool = False) -> list[CompressionResult]:
     """Compress ``slides`` on ``workers`` Dask worker processes (or the cluster at ``scheduler``).
 
     ``encoder`` is a run directory (each worker loads it once) or a :class:`PatchEncoder`.
-    Results come back in the order of ``slides``; a failing slide raises its error here.
+    Results come back in the order of ``slides``; a failing slide raises its error here. Each slide
+    gets the same settings as :func:`medmtl.wsi.compress.compress_slide` (a store made with another
+    encoder or settings is an error, or with ``overwrite`` recomputed).
     """
     distributed = require("distributed", feature="compressing slides in parallel (--workers, --scheduler)")
     Client, LocalCluster, dask_progress = distributed.Client, distributed.LocalCluster, distributed.progress
 
+    if isinstance(encoder, PatchEncoder):  # a run directory is loaded on the workers only; they check then
+        check_stores(slides, encoder, out_dir, settings, overwrite)
     encoder_arg = encoder if isinstance(encoder, PatchEncoder) else str(encoder)
     cluster = None if scheduler else LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                                   dashboard_address=None)
     try:
         with Client(scheduler or cluster) as client:
             futures = [client.submit(_compress_on_worker, str(slide), encoder_arg, str(out_dir), settings,
-                                     threads_per_worker, key=f"compress-{Path(slide).name}", pure=False)
+                                     threads_per_worker, overwrite, key=f"compress-{Path(slide).name}",
+                                     pure=False)
                        for slide in slides]
             dask_progress(futures)
             return client.gather(futures)

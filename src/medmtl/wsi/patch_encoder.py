@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +31,18 @@ class PatchEncoder:
     @property
     def channels(self) -> int:
         return self.encoder.out_channels
+
+    @cached_property
+    def weights_sha256(self) -> str:
+        """The encoder's identity: sha256 over its state dict (each tensor's name, dtype, shape and
+        bytes, in key order), computed once. Grid stores record it, so a store is reused only for
+        the same weights (:func:`medmtl.wsi.compress.grid_settings`)."""
+        digest = hashlib.sha256()
+        for key, tensor in self.encoder.state_dict().items():
+            data = tensor.detach().to("cpu").contiguous().reshape(-1)
+            digest.update(f"{key}|{data.dtype}|{tuple(tensor.shape)}|".encode())
+            digest.update(data.view(torch.uint8).numpy())
+        return digest.hexdigest()
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "cpu") -> PatchEncoder:

@@ -157,6 +157,14 @@ class DetectionTask(Task[Detections, list[dict[str, Any]]]):
         return ("ap50", *(fpi_metric_name(level) for level in self.options.fpi_levels), "froc_score")
 
     @property
+    def metric_names(self) -> tuple[str, ...]:
+        """Those of :meth:`compute_metrics`: the image-level ones only when image labels have both
+        classes, Dice/IoU only with a mask head."""
+        image = ("auc", "accuracy", "balanced_accuracy")
+        return ("ap50", "ap50_lesion", *(fpi_metric_name(level) for level in self.options.fpi_levels), "froc_score",
+                *image, *(("dice", "iou") if self.options.mask_head else ()))
+
+    @property
     def wants_boxes_from_masks(self) -> bool:
         return self.target == "boxes"
 
@@ -223,8 +231,8 @@ class DetectionTask(Task[Detections, list[dict[str, Any]]]):
 
     # -- evaluation ------------------------------------------------------------------------
     def select(self, prediction: Detections, batch: Batch) -> tuple[Detections, list[dict[str, Any]]] | None:
-        present = batch["present"].get(self.target)
-        if present is None or not bool(present.any()):
+        present = self.labelled(batch)
+        if not bool(present.any()):
             return None
         o = self.options
         rows = torch.nonzero(present).flatten().tolist()
