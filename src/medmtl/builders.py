@@ -23,4 +23,4 @@ def build_model(config: RunConfig) -> MultiTaskModel:
 
 
 def build_balancer(config: RunConfig, model: MultiTaskModel) -> LossBalancer:
-    return create_balancer(config.loss.balancer, list(model.tasks), config.loss.weights)
+    return create_balancer(config.loss.balancer, list(model.tasks), config.loss.weights, config.loss.options)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from medmtl.balancing import balancer_spec
 from medmtl.builders import build_tasks
 from medmtl.config import RunConfig, config_from_dict
 from medmtl.errors import ConfigError
@@ -64,6 +65,7 @@ def variants(config: RunConfig, single: list[str] | None = None,
         one["loss"]["weights"] = {name: 1.0}
         if one["loss"]["balancer"] != "fixed":
             one["loss"]["balancer"] = "fixed"
+            one["loss"]["options"] = {}
         if one["trainer"].get("monitor") and not one["trainer"]["monitor"].startswith(f"val/{name}/") \
                 and one["trainer"]["monitor"] != "val/loss":
             one["trainer"]["monitor"] = None
@@ -72,6 +74,10 @@ def variants(config: RunConfig, single: list[str] | None = None,
         result[MULTI_TASK] = config
     for balancer in balancers or []:
         multi = copy.deepcopy(raw)
+        if balancer != multi["loss"]["balancer"]:  # options (and fixed weights) belong to the configured balancer
+            multi["loss"]["options"] = {}
+            if not balancer_spec(balancer).cls.uses_weights:
+                multi["loss"]["weights"] = {}
         multi["loss"]["balancer"] = balancer
         result[f"{MULTI_TASK}-{balancer}"] = config_from_dict(multi, source=f"--balancers {balancer}")
     return result

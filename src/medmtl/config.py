@@ -67,9 +67,19 @@ def task_options(entry: Any, key: str, source: str = "<dict>") -> TaskOptions:
 
 
 class LossConfig(_Strict):
-    balancer: Literal["fixed", "uncertainty"] = "fixed"
+    balancer: str = Field("fixed", description="a name of medmtl.balancing.BALANCERS (fixed, uncertainty, equal, "
+                                                "dwa, rlw and the gradient-level ones)")
     weights: dict[str, Annotated[float, Field(ge=0, allow_inf_nan=False)]] = Field(
         default_factory=dict, description="fixed weight (≥ 0; 0 switches the task's loss off) per task name; default 1")
+    options: dict[str, Any] = Field(default_factory=dict, description="the balancer's options, e.g. dwa's "
+                                                                       "temperature, a gradient balancer's level")
+
+    def model_post_init(self, context: Any) -> None:
+        # each balancer's options model lives beside it; an unknown name is a ConfigError naming
+        # loss.balancer, a bad option one naming loss.options.<key>
+        from medmtl.balancing import validate_balancer_options  # imports torch: only when validating
+
+        validate_balancer_options(self.balancer, self.options)
 
 
 class OptimConfig(_Strict):
@@ -112,6 +122,13 @@ class RunConfig(_Strict):
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     trainer: TrainerConfig = Field(default_factory=TrainerConfig)
+
+    def model_post_init(self, context: Any) -> None:
+        # loss.weights names existing tasks, and only balancers that apply weights get values ≠ 1
+        from medmtl.balancing import check_weights  # imports torch: only when validating
+
+        check_weights(self.loss.balancer, [self.task_name(i) for i in range(len(self.model.tasks))],
+                      self.loss.weights)
 
     def task_name(self, index: int) -> str:
         task = self.model.tasks[index]

@@ -42,14 +42,28 @@ class MultiTaskModel(nn.Module):
                 tasks: Collection[str] | None = None) -> dict[str, Any]:
         """``{task: raw output}`` of every head, or of ``tasks`` and the heads they consume (a head
         whose loss weight is 0 need not run in training)."""
+        return self.features_and_outputs(image, batch, tasks)[2]
+
+    def features_and_outputs(self, image: torch.Tensor, batch: dict[str, Any] | None = None,
+                             tasks: Collection[str] | None = None, split: bool = False
+                             ) -> tuple[list[torch.Tensor], list[torch.Tensor], dict[str, Any]]:
+        """The encoder's feature maps (one per scale), the maps the heads read, and :meth:`forward`'s outputs.
+
+        With ``split`` the heads read detached copies of the maps (leaves that require grad), so the
+        gradient of a loss w.r.t. them is the head's own (no path through the encoder, no double
+        counting of the deeper maps that are computed from the shallower ones); the caller then
+        back-propagates a combination of those gradients through the maps once (representation-level
+        gradient balancing). Without it both lists are the same maps.
+        """
         features = self.encoder(image)
+        head_inputs = [f.detach().requires_grad_() for f in features] if split else features
         wanted = self.required_tasks(tasks)
         outputs: dict[str, Any] = {}
         for name, task in self.tasks.items():
             if name in wanted:
                 context = {dep: outputs[dep] for dep in task.consumes}
-                outputs[name] = task(features, image, context, batch)
-        return outputs
+                outputs[name] = task(head_inputs, image, context, batch)
+        return features, head_inputs, outputs
 
     def required_tasks(self, names: Collection[str] | None) -> set[str]:
         """``names`` (all tasks when None) and, transitively, the tasks their heads consume."""

@@ -90,7 +90,7 @@ def test_bad_options_name_the_key_and_the_allowed_keys(name, options, key, probl
     with pytest.raises(ConfigError, match=problem) as info:
         create_encoder(name, in_channels=1, **options)
     assert info.value.key == key
-    allowed = "['norm', 'stages', 'width']" if name == "small_cnn" else "[]"
+    allowed = "['norm', 'stages', 'width']" if name == "small_cnn" else "none"
     assert f"allowed keys are {allowed}" in info.value.problem
 
 

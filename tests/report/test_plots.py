@@ -16,3 +16,18 @@ def test_plots_write_pngs(tmp_path):
     images = np.random.rand(3, 1, 16, 16)
     masks = [np.pad(np.ones((4, 4)), 6) for _ in range(3)]
     assert plot_overlays(images, masks, [None, masks[1], masks[2]], ["a", "b", "c"], tmp_path / "o.png").exists()
+
+
+def test_balancing_plot_only_when_weights_move_or_cosines_exist(tmp_path):
+    from medmtl.report.plots import plot_balancing, plot_intervals
+
+    fixed = pd.DataFrame({"epoch": [0, 1], "weight/a": [1.0, 1.0], "weight/b": [0.5, 0.5]})
+    fixed.to_csv(tmp_path / "fixed.csv", index=False)
+    assert plot_balancing(tmp_path / "fixed.csv", tmp_path / "fixed.png") is None
+    moving = pd.DataFrame({"epoch": [0, 0, 1], "weight/a": [1.0, 0.8, 0.6], "weight/b": [1.0, 1.2, 1.4],
+                           "grad_cos/a~b": [0.2, -0.1, -0.3]})
+    moving.to_csv(tmp_path / "moving.csv", index=False)
+    assert plot_balancing(tmp_path / "moving.csv", tmp_path / "moving.png").stat().st_size > 1000
+    rows = [("a auc", "m1", 0.02, -0.01, 0.05), ("b dice", "m1", -0.03, -0.05, -0.01)]
+    assert plot_intervals(rows, tmp_path / "forest.png", "delta").exists()
+    assert plot_intervals([("x", "m", float("nan"), 0, 0)], tmp_path / "none.png", "delta") is None

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from medmtl.balancing.base import LossBalancer
+from medmtl.balancing.base import BalancerOptions, LossBalancer
 from medmtl.errors import ConfigError
+
+
+class FixedOptions(BalancerOptions):
+    """``fixed`` has no options besides ``loss.weights``."""
 
 
 class FixedWeights(LossBalancer):
@@ -14,8 +18,12 @@ class FixedWeights(LossBalancer):
     evaluated.
     """
 
-    def __init__(self, task_names: list[str], weights: dict[str, float] | None = None) -> None:
-        super().__init__(task_names)
+    Options = FixedOptions
+    uses_weights = True
+
+    def __init__(self, task_names: list[str], weights: dict[str, float] | None = None,
+                 options: FixedOptions | None = None) -> None:
+        super().__init__(task_names, options)
         weights = dict(weights or {})
         unknown = sorted(set(weights) - set(task_names))
         if unknown:
@@ -27,7 +35,7 @@ class FixedWeights(LossBalancer):
         if not any(self.weights.values()):
             raise ConfigError("loss.weights", "all weights are 0: nothing would be trained")
 
-    def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, losses: dict[str, torch.Tensor], grads: torch.Tensor | None = None) -> torch.Tensor:
         terms = [self.weights[name] * loss for name, loss in losses.items() if self.weights[name] != 0]
         if not terms:
             reference = next(iter(losses.values()), None)

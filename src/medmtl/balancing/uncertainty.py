@@ -5,7 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from medmtl.balancing.base import LossBalancer
+from medmtl.balancing.base import BalancerOptions, LossBalancer
+
+
+class UncertaintyOptions(BalancerOptions):
+    """``uncertainty`` has no options."""
 
 
 class UncertaintyWeights(LossBalancer):
@@ -15,11 +19,13 @@ class UncertaintyWeights(LossBalancer):
     batches do not push absent tasks' weights around.
     """
 
-    def __init__(self, task_names: list[str]) -> None:
-        super().__init__(task_names)
+    Options = UncertaintyOptions
+
+    def __init__(self, task_names: list[str], options: UncertaintyOptions | None = None) -> None:
+        super().__init__(task_names, options)
         self.log_vars = nn.ParameterDict({name: nn.Parameter(torch.zeros(())) for name in task_names})
 
-    def forward(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+    def forward(self, losses: dict[str, torch.Tensor], grads: torch.Tensor | None = None) -> torch.Tensor:
         terms = [torch.exp(-self.log_vars[n]) * loss + self.log_vars[n] for n, loss in losses.items()]
         return torch.stack(terms).sum()
 

@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
 
 from medmtl.encoders.base import Encoder, EncoderOptions
 from medmtl.encoders.resnet import ResNetEncoder, ResNetOptions
 from medmtl.encoders.small_cnn import SmallCNNEncoder, SmallCNNOptions
 from medmtl.encoders.vgg import VGGEncoder, VGGOptions
 from medmtl.errors import ConfigError
+from medmtl.options import validate_options
 
 OPTIONS_KEY = "model.encoder.options"
 
@@ -50,18 +50,7 @@ def validate_encoder_options(name: str, options: Mapping[str, Any] | None = None
     Raises :class:`ConfigError` with key ``model.encoder.options.<key>`` for an unknown key or a
     bad value, naming the allowed keys.
     """
-    model = encoder_spec(name).options
-    allowed = sorted(model.model_fields)
-    try:
-        return model.model_validate(dict(options or {}))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join([OPTIONS_KEY, *(str(part) for part in first["loc"])])
-        if first["type"] == "extra_forbidden":
-            problem = f"unknown option of encoder '{name}'"
-        else:
-            problem = f"{first['msg']} (got {first.get('input')!r})"
-        raise ConfigError(key, f"{problem}; allowed keys are {allowed}") from None
+    return validate_options(encoder_spec(name).options, options, OPTIONS_KEY, f"encoder '{name}'")
 
 
 def create_encoder(name: str, in_channels: int = 1, weights: str | Path | None = None, **options: Any) -> Encoder:

@@ -40,6 +40,34 @@ def plot_loss_curves(metrics_csv: Path, out_png: Path) -> Path | None:
     return _save(fig, out_png)
 
 
+def plot_balancing(metrics_csv: Path, out_png: Path) -> Path | None:
+    """Per-task loss weights (``weight/<task>``) and, for gradient balancers, the cosine between task
+    gradients (``grad_cos/<a>~<b>``) per epoch from Lightning's CSV log; None when the weights never
+    changed and no cosine was logged (fixed weights)."""
+    if not metrics_csv.is_file():
+        return None
+    log = pd.read_csv(metrics_csv)
+    weights = [c for c in log.columns if c.startswith("weight/")]
+    cosines = [c for c in log.columns if c.startswith("grad_cos/")]
+    if "epoch" not in log or not (cosines or any(log[c].dropna().nunique() > 1 for c in weights)):
+        return None
+    per_epoch = log.groupby("epoch")[weights + cosines].mean()
+    panels = [(weights, "loss weight")] + ([(cosines, "cosine of task gradients")] if cosines else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
+    for ax, (columns, label) in zip(axes[0], panels):
+        for column in columns:
+            series = per_epoch[column].dropna()
+            ax.plot(series.index + 1, series.values, marker="o", markersize=3, label=column.split("/", 1)[1])
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if cosines:
+        axes[0][-1].axhline(0, color="grey", linestyle=":")  # below 0: the tasks pull the shared part apart
+    fig.suptitle("Loss balancing (epoch means of the training steps)", fontsize=9)
+    return _save(fig, out_png)
+
+
 def plot_roc(labels: np.ndarray, probs: np.ndarray, out_png: Path, title: str = "ROC") -> Path | None:
     """Binary ROC (positive = class 1), or one-vs-rest curves for more classes."""
     curves = roc_curves(labels, probs)

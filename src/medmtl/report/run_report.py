@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from medmtl.io_utils import atomic_write_text
-from medmtl.report.plots import plot_loss_curves, plot_overlays
+from medmtl.report.plots import plot_balancing, plot_loss_curves, plot_overlays
 from medmtl.report.tables import markdown_table
 from medmtl.tasks.outputs import merge_overlays
 from medmtl.evaluation import collect_summaries
@@ -42,6 +42,10 @@ def write_report(run_dir: Path, config: RunConfig, model: MultiTaskModel, loader
     loss_png = plot_loss_curves(run_dir / "logs" / "csv" / "metrics.csv", report_dir / "loss_curves.png")
     if loss_png:
         sections.append("## Loss curves\n\n![loss curves](loss_curves.png)")
+    balancing_png = plot_balancing(run_dir / "logs" / "csv" / "metrics.csv", report_dir / "balancing.png")
+    if balancing_png:
+        sections.append("## Loss balancing\n\nTask weights and, for gradient-level balancers, the cosine "
+                        "between task gradients (negative: the tasks conflict).\n\n![balancing](balancing.png)")
 
     if summaries is None:
         summaries = collect_summaries(model, loader, description="report")

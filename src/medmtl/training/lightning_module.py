@@ -16,6 +16,7 @@ from medmtl.config import OptimConfig
 from medmtl.errors import TrainingError
 from medmtl.model import MultiTaskModel
 from medmtl.tasks.base import concat_summaries
+from medmtl.training.task_gradients import combined_surrogate, gradient_cosines, task_gradients
 
 VALIDATION_BOOTSTRAP = 0  # per-epoch validation skips the CIs; final evaluation computes them
 
@@ -24,7 +25,13 @@ class MultiTaskModule(L.LightningModule):
     """Training step: encoder → heads → per-task losses (labelled samples only) → balancer.
 
     Logged: ``train/loss``, ``train/<task>/loss``, ``weight/<task>``, ``val/loss`` and every
-    scalar ``val/<task>/<metric>``.
+    scalar ``val/<task>/<metric>``; with a gradient balancer also ``grad_cos/<a>~<b>``, the cosine
+    similarity of the two tasks' gradients (at the balancer's ``level``).
+
+    Gradient balancers (``balancer.gradients`` not None): in training, when two or more tasks have
+    a loss, each task's gradient w.r.t. the encoder's trainable parameters (``shared``) or its
+    output feature maps (``representation``) is computed (:mod:`medmtl.training.task_gradients`)
+    and passed to the balancer, whose returned ``Σ wᵢ·Lᵢ`` Lightning back-propagates as usual.
     """
 
     def __init__(self, model: MultiTaskModel, balancer: LossBalancer, optim: OptimConfig | None = None) -> None:
@@ -34,19 +41,40 @@ class MultiTaskModule(L.LightningModule):
         self.optim = optim or OptimConfig()
         self._summaries: dict[str, list[dict[str, np.ndarray]]] = {}
         self.last_metrics: dict[str, dict[str, Any]] = {}
+        self._last_cosines: dict[str, float] = {}
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(image)
 
-    def _step(self, batch: dict[str, Any], tasks: list[str] | None = None
+    def _step(self, batch: dict[str, Any], tasks: list[str] | None = None, gradients: str | None = None
               ) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, Any]]:
-        """Total loss, per-task losses and outputs of ``tasks`` (default: every task)."""
-        outputs = self.model(batch["image"], batch, tasks)
+        """Total loss, per-task losses and outputs of ``tasks`` (default: every task); with
+        ``gradients`` (training with a gradient balancer) the balancer gets the per-task gradients."""
+        representation = gradients == "representation"
+        features, head_inputs, outputs = self.model.features_and_outputs(batch["image"], batch, tasks,
+                                                                         split=representation)
         losses = self.model.losses(outputs, batch)
-        if losses:
-            total = self.balancer(losses)
-        else:  # nothing labelled: a zero that still touches every parameter (DDP needs the graph)
-            total = sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
+        self._last_cosines = {}
+        balanced, found = losses, None
+        if gradients is not None:  # collective under DDP: every rank takes part, even without losses
+            inputs = head_inputs if representation else [p for p in self.model.encoder.parameters() if p.requires_grad]
+            heads = [p for name, p in self.model.named_parameters() if p.requires_grad and not name.startswith("encoder.")]
+            found = task_gradients(losses, inputs, self.balancer.task_names, gradients, heads)
+            balanced = found.losses
+            if found.grads is not None:
+                self._last_cosines = gradient_cosines(list(balanced), found.grads)
+        if not losses:  # nothing labelled: a zero that still touches every parameter (DDP needs the graph)
+            zero = sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
+            return zero + sum(f.sum() for f in features) * 0.0, losses, outputs
+        total = self.balancer(balanced, found.grads if found is not None else None)
+        if found is not None and (found.grads is not None or representation):
+            # the heads' per-task gradients are known: back-propagate only their combination, through the
+            # encoder once (at the representation level the heads read detached maps, so this is also
+            # the only path from the losses into the encoder)
+            weights = self.balancer.weights_of(list(balanced)) if found.grads is not None \
+                else torch.ones(len(found.local))
+            tensors = [*(features if representation else inputs), *heads]
+            total = combined_surrogate(total, weights, found.local, tensors)
         return total, losses, outputs
 
     def _log_loss_parts(self, stage: str, outputs: dict[str, Any], size: int) -> None:
@@ -57,7 +85,7 @@ class MultiTaskModule(L.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         # heads whose loss weight is 0 are not run: they would cost a forward and backward for nothing
-        total, losses, outputs = self._step(batch, self.balancer.active_tasks())
+        total, losses, outputs = self._step(batch, self.balancer.active_tasks(), self.balancer.gradients)
         self._check_finite(total, losses, batch_idx)
         size = len(batch["image"])
         self.log("train/loss", total, prog_bar=True, batch_size=size, sync_dist=False)
@@ -66,7 +94,17 @@ class MultiTaskModule(L.LightningModule):
             self.log(f"train/{name}/loss", value, batch_size=size)
         for name, weight in self.balancer.current_weights().items():
             self.log(f"weight/{name}", weight, batch_size=size)
+        for pair, cosine in self._last_cosines.items():
+            self.log(f"grad_cos/{pair}", cosine, batch_size=size)
         return total
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        # the balancer's epoch boundary (DWA) comes after the last training batch: before the
+        # validation that ends the epoch and the checkpoint written after it, so resumes see it
+        trainer = self._trainer
+        last = getattr(trainer, "num_training_batches", None) if trainer is not None else None
+        if last is not None and math.isfinite(last) and batch_idx == int(last) - 1:
+            self.balancer.on_epoch_end()
 
     def _check_finite(self, total: torch.Tensor, losses: dict[str, torch.Tensor], batch_idx: int) -> None:
         if torch.isfinite(total):
