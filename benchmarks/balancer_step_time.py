@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
+from training_steps import time_training_steps
 
 from medmtl.balancing import BALANCERS, create_balancer
 from medmtl.config import OptimConfig
@@ -22,7 +22,12 @@ from medmtl.data.dataset import MultiTaskDataset
 from medmtl.data.phantom import make_phantom_records
 from medmtl.encoders import create_encoder
 from medmtl.model import MultiTaskModel
-from medmtl.tasks import ClassificationTask, ReconstructionTask, RegressionTask, SegmentationTask
+from medmtl.tasks import (
+    ClassificationTask,
+    ReconstructionTask,
+    RegressionTask,
+    SegmentationTask,
+)
 from medmtl.training.lightning_module import MultiTaskModule
 
 TASK_SETS = {
@@ -36,19 +41,7 @@ def time_balancer(name: str, level: str | None, tasks: int, batch: dict, steps: 
     model = MultiTaskModel(create_encoder("small_cnn", in_channels=1, width=16, stages=4), TASK_SETS[tasks]())
     options = {"level": level} if level else {}
     module = MultiTaskModule(model, create_balancer(name, list(model.tasks), None, options), OptimConfig())
-    module.log = lambda *args, **kwargs: None  # no trainer here: logging is not what is timed
-    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
-    module.train()
-    times = []
-    for step in range(warmup + steps):
-        start = time.perf_counter()
-        total, _, _ = module._step(batch, module.balancer.active_tasks(), module.balancer.gradients)
-        optimizer.zero_grad()
-        total.backward()
-        optimizer.step()
-        if step >= warmup:
-            times.append(time.perf_counter() - start)
-    return times
+    return time_training_steps(module, batch, steps, warmup)
 
 
 def main() -> None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
+from training_steps import time_training_steps
 
 from medmtl.balancing import create_balancer
 from medmtl.data.collate import collate_samples
@@ -23,7 +23,13 @@ from medmtl.data.dataset import MultiTaskDataset
 from medmtl.data.phantom import make_phantom_records
 from medmtl.encoders import create_encoder
 from medmtl.model import MultiTaskModel
-from medmtl.tasks import ClassificationTask, DetectionTask, ReconstructionTask, SegmentationTask
+from medmtl.tasks import (
+    ClassificationTask,
+    DetectionTask,
+    ReconstructionTask,
+    SegmentationTask,
+)
+from medmtl.training.lightning_module import MultiTaskModule
 
 ENCODER_OPTIONS = {"small_cnn": {"width": 16, "stages": 5}}
 
@@ -44,20 +50,8 @@ def time_steps(names: list[str], batch: dict, encoder: str, steps: int, warmup: 
     torch.manual_seed(0)
     model = MultiTaskModel(create_encoder(encoder, in_channels=1, **ENCODER_OPTIONS.get(encoder, {})),
                            make_tasks(names))
-    balancer = create_balancer("fixed", list(model.tasks), weights or {})
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    model.train()
-    times = []
-    for step in range(warmup + steps):
-        start = time.perf_counter()
-        losses = model.losses(model(batch["image"], batch, balancer.active_tasks()), batch)
-        loss = balancer(losses)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if step >= warmup:
-            times.append(time.perf_counter() - start)
-    return times
+    module = MultiTaskModule(model, create_balancer("fixed", list(model.tasks), weights or {}))
+    return time_training_steps(module, batch, steps, warmup)
 
 
 def main() -> None:

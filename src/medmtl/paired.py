@@ -47,7 +47,7 @@ def _scalars(task: Task, summary: Summary, metrics: tuple[str, ...]) -> np.ndarr
 
 
 def _number(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) and value is not None else math.nan
+    return float(value) if isinstance(value, (int, float)) else math.nan  # None (undefined) -> NaN
 
 
 def verdict(ci: list[float], higher_is_better: bool) -> str:

@@ -107,6 +107,16 @@ def test_no_resume_on_a_run_and_unreadable_stored_configs(run_dir):
         check_rerun(_config(), run_dir, resume=True)
 
 
+def test_loading_a_run_with_an_unreadable_config_names_the_file(tmp_path):
+    from medmtl.training.run import load_run
+
+    with pytest.raises(DataError, match="is not a medmtl run directory"):
+        load_run(tmp_path)
+    (tmp_path / "config.yaml").write_text("model: [unclosed\n")
+    with pytest.raises(DataError, match="config.yaml: cannot be read as a run configuration"):
+        load_run(tmp_path)
+
+
 def test_config_changes_lists_nested_and_list_keys():
     raw = tiny_config()
     raw["loss"] = {"weights": {"segmentation": 0.5}}

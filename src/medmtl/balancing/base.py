@@ -128,7 +128,7 @@ class GradientBalancer(LossBalancer):
                 self.last_weights[index] = weights.to(self.last_weights)
         reference = losses[names[0]]
         weights = weights.to(device=reference.device, dtype=reference.dtype)
-        return torch.stack([weights[i] * losses[name] for i, name in enumerate(names)]).sum()
+        return weighted_sum(dict(zip(names, weights)), losses)
 
     def current_weights(self) -> dict[str, float]:
         return {name: float(w) for name, w in zip(self.task_names, self.last_weights.tolist())}

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from pydantic import Field
 
-from medmtl.balancing.base import BalancerOptions, LossBalancer
+from medmtl.balancing.base import BalancerOptions, LossBalancer, weighted_sum
 
 
 class DWAOptions(BalancerOptions):
@@ -48,7 +48,7 @@ class DynamicWeightAverage(LossBalancer):
                     i = self.task_names.index(name)
                     self.epoch_sum[i] += float(loss.detach())
                     self.epoch_count[i] += 1
-        return torch.stack([self.weights[self.task_names.index(n)].to(loss) * loss for n, loss in losses.items()]).sum()
+        return weighted_sum({n: self.weights[self.task_names.index(n)].to(loss) for n, loss in losses.items()}, losses)
 
     def on_epoch_end(self) -> None:
         sums, counts = self.epoch_sum.clone(), self.epoch_count.clone()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from medmtl.balancing.base import BalancerOptions, LossBalancer
+from medmtl.balancing.base import BalancerOptions, LossBalancer, weighted_sum
 
 
 class RLWOptions(BalancerOptions):
@@ -40,8 +40,8 @@ class RandomLossWeights(LossBalancer):
                 self.last_weights[index] = weights.to(self.last_weights)
         else:  # evaluation: the expected weights, equal over the present tasks
             weights = torch.full((len(index),), 1.0 / len(index))
-        values = torch.stack(list(losses.values()))
-        return (weights.to(values) * values).sum()
+        reference = next(iter(losses.values()))
+        return weighted_sum(dict(zip(losses, weights.to(reference))), losses)
 
     def current_weights(self) -> dict[str, float]:
         return dict(zip(self.task_names, self.last_weights.tolist()))

@@ -31,7 +31,10 @@ class MultiTaskModule(L.LightningModule):
     Gradient balancers (``balancer.gradients`` not None): in training, when two or more tasks have
     a loss, each task's gradient w.r.t. the encoder's trainable parameters (``shared``) or its
     output feature maps (``representation``) is computed (:mod:`medmtl.training.task_gradients`)
-    and passed to the balancer, whose returned ``Σ wᵢ·Lᵢ`` Lightning back-propagates as usual.
+    and passed to the balancer for its weights ``wᵢ``. The step then returns a surrogate of value
+    ``Σ wᵢ·Lᵢ`` whose backward gives every parameter exactly that sum's gradient from the per-task
+    gradients already computed (``combined_surrogate``: the heads are not differentiated twice), and
+    Lightning back-propagates it as usual.
     """
 
     def __init__(self, model: MultiTaskModel, balancer: LossBalancer, optim: OptimConfig | None = None) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 
 import lightning as L
 import torch
-import yaml
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
@@ -35,7 +34,8 @@ from medmtl.training.checkpoint_io import AtomicCheckpointIO
 from medmtl.training.lightning_module import MultiTaskModule
 from medmtl.training.loaders import EpochSampler, build_loaders, evaluation_loader, unwrap_dataset
 from medmtl.training.resume import HistoryCSVLogger, ResumeBookkeeping
-from medmtl.training.run_dir import RunLock, RunPlan, check_rerun, clean_partial_writes, commit_config, is_launched_rank
+from medmtl.training.run_dir import (RunLock, RunPlan, check_rerun, clean_partial_writes, commit_config, is_launched_rank,
+                                     read_run_config)
 from medmtl.training.safe_load import load_checkpoint_file
 from medmtl.training.seeding import EpochSeeding
 from medmtl.training.stages import StagedTraining, check_stage_prefixes
@@ -246,10 +246,7 @@ def load_run_checkpoint(run_dir: str | Path, checkpoint: str | Path = "best"
                         ) -> tuple[RunConfig, MultiTaskModel, CheckpointInfo]:
     """:func:`load_run`, and which checkpoint (file, epoch, step) the weights came from."""
     run_dir = Path(run_dir)
-    config_path = run_dir / "config.yaml"
-    if not config_path.is_file():
-        raise DataError(run_dir, "is not a medmtl run directory (no config.yaml)")
-    config = config_from_dict(yaml.safe_load(config_path.read_text()), source=str(config_path))
+    config = read_run_config(run_dir)
     model = build_model(config)
     info = load_weights(model, run_checkpoint(run_dir, checkpoint))
     model.eval()

@@ -192,19 +192,28 @@ def _describe(changes: dict[str, tuple[Any, Any]]) -> str:
     return "; ".join(f"{key}: {old!r} -> {new!r}" for key, (old, new) in changes.items())
 
 
-def read_stored_config(run_dir: Path) -> RunConfig:
+def read_run_config(run_dir: Path, missing: str = "is not a medmtl run directory (no config.yaml)",
+                    unreadable_hint: str = "") -> RunConfig:
+    """The stored ``config.yaml`` of a run (old key names migrated); a :class:`DataError` saying
+    ``missing`` when there is none, or naming the file when it cannot be read (``unreadable_hint``
+    says what to do then)."""
     path = run_dir / "config.yaml"
     if not path.is_file():
-        raise DataError(run_dir, "holds checkpoints but no config.yaml, so they cannot be checked against the "
-                                 "configuration; train into a new --out")
+        raise DataError(run_dir, missing)
     try:
         raw = yaml.safe_load(path.read_text())
         if not isinstance(raw, dict):
             raise ConfigError(str(path), "must hold a mapping of sections")
         return config_from_dict(raw, source=str(path))
     except (MedMTLError, yaml.YAMLError) as error:
-        raise DataError(path, f"cannot be read as a run configuration ({error}); the run cannot be resumed, "
-                              "train into a new --out") from None
+        raise DataError(path, f"cannot be read as a run configuration ({error}){unreadable_hint}") from None
+
+
+def read_stored_config(run_dir: Path) -> RunConfig:
+    """The configuration a rerun is checked against (the directory holds checkpoints)."""
+    return read_run_config(run_dir, "holds checkpoints but no config.yaml, so they cannot be checked against the "
+                                    "configuration; train into a new --out",
+                           "; the run cannot be resumed, train into a new --out")
 
 
 @dataclass
