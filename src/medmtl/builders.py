@@ -18,7 +18,7 @@ def build_tasks(config: RunConfig) -> list[Task]:
 def build_model(config: RunConfig) -> MultiTaskModel:
     encoder_cfg = config.model.encoder
     encoder = create_encoder(encoder_cfg.name, in_channels=config.data.channels, weights=encoder_cfg.weights,
-                             **encoder_cfg.options)
+                             spatial_dims=config.model.spatial_dims or 2, **encoder_cfg.options)
     return MultiTaskModel(encoder, build_tasks(config), image_channels=config.data.channels)
 
 

@@ -40,6 +40,9 @@ class EncoderConfig(_Strict):
 
 
 class ModelConfig(_Strict):
+    spatial_dims: Literal[2, 3] | None = Field(None, description="2 (images) or 3 (volumes); default: what the "
+                                                                 "data section implies (a volume section or a "
+                                                                 "[D, H, W] image_size), else 2")
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
     #: each entry validated by the options model of its ``kind`` (:mod:`medmtl.tasks.registry`)
     tasks: list[SerializeAsAny[TaskOptions]] = Field(min_length=1)
@@ -129,6 +132,27 @@ class RunConfig(_Strict):
 
         check_weights(self.loss.balancer, [self.task_name(i) for i in range(len(self.model.tasks))],
                       self.loss.weights)
+        self._resolve_spatial_dims()
+
+    def _resolve_spatial_dims(self) -> None:
+        """Fill in ``model.spatial_dims`` from the data section and check every part supports it."""
+        from medmtl.encoders.registry import check_encoder_dims
+
+        implied = self.data.implied_spatial_dims()
+        dims = self.model.spatial_dims or implied or 2
+        if implied is not None and implied != dims:
+            raise ConfigError("model.spatial_dims", f"is {dims}, but the data section describes {implied}D data "
+                                                    f"(data.image_size {self.data.image_size!r}"
+                                                    f"{', data.volume' if self.data.volume else ''})")
+        self.model.spatial_dims = dims
+        self.data._spatial_dims = dims
+        check_encoder_dims(self.model.encoder.name, dims)
+        for index, task in enumerate(self.model.tasks):
+            supported = task_class(task.kind).spatial_dims
+            if dims not in supported:
+                raise ConfigError(f"model.tasks.{index}.kind", f"'{task.kind}' works on "
+                                                               f"{'/'.join(map(str, supported))}D images only, and "
+                                                               f"this model is {dims}D (model.spatial_dims)")
 
     def task_name(self, index: int) -> str:
         task = self.model.tasks[index]

@@ -90,7 +90,7 @@ def test_bad_options_name_the_key_and_the_allowed_keys(name, options, key, probl
     with pytest.raises(ConfigError, match=problem) as info:
         create_encoder(name, in_channels=1, **options)
     assert info.value.key == key
-    allowed = "['norm', 'stages', 'width']" if name == "small_cnn" else "none"
+    allowed = {"small_cnn": "['norm', 'stages', 'strides', 'width']", "resnet18": "['strides']"}.get(name, "none")
     assert f"allowed keys are {allowed}" in info.value.problem
 
 
@@ -100,7 +100,7 @@ def test_config_load_rejects_bad_encoder_options_before_any_work():
     with pytest.raises(ConfigError) as info:
         load_config("demo", ["model.encoder.options.widht=8"])
     assert info.value.key == "model.encoder.options.widht"
-    assert "allowed keys are ['norm', 'stages', 'width']" in str(info.value)
+    assert "allowed keys are ['norm', 'stages', 'strides', 'width']" in str(info.value)
     with pytest.raises(ConfigError) as info:
         load_config("demo", ["model.encoder={name: resnet18, options: {width: 8}}"])
     assert info.value.key == "model.encoder.options.width"

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 DEFAULT_BUSI_ROOT = "${MEDMTL_DATA}/busi-256"
 
@@ -25,12 +25,55 @@ class PhantomConfig(_Strict):
     seed: int = 0
 
 
+class VolumeConfig(_Strict):
+    """Preprocessing of volumes (``model.spatial_dims: 3``), applied jointly to image and mask.
+
+    Order: orientation, resampling to ``spacing`` (image linear, mask nearest), crop/pad to
+    ``data.image_size`` around the mask's or the volume's centre, intensity. Tensors are
+    ``[C, D, H, W]`` = ``[C, z, y, x]``; spacings are written ``[x, y, z]`` in mm as in image
+    headers. A crop larger than the volume is padded with ``pad_value``.
+    """
+
+    spacing: list[Annotated[float, Field(gt=0)]] | None = Field(
+        None, min_length=3, max_length=3, description="target voxel spacing [x, y, z] in mm; null keeps the file's")
+    orientation: str | None = Field("LPS", description="canonical orientation (3-letter code in the DICOM/ITK "
+                                                       "convention, e.g. LPS, RAS); null keeps the file's")
+    intensity: Literal["window", "zscore", "minmax", "none"] = Field(
+        "minmax", description="window: clip to `window` and scale to [0, 1] (CT in HU); zscore: zero mean, unit "
+                              "variance over the volume; minmax: the volume's 0.5-99.5 percentiles to [0, 1]; "
+                              "none: values as stored")
+    window: list[float] = Field([-1000.0, 400.0], min_length=2, max_length=2,
+                                description="intensity window [low, high] (e.g. HU for CT lung)")
+    crop: Literal["mask", "center", "none"] = Field(
+        "center", description="centre of the crop to data.image_size: the mask's foreground centre (when the sample "
+                              "has a mask; else the volume centre), the volume centre, or none (keep the whole "
+                              "resampled volume; batches need equal sizes, prediction uses a sliding window)")
+    crop_jitter: int = Field(0, ge=0, description="training only: the crop centre moves by up to this many voxels "
+                                                  "per axis at random (random crops)")
+    pad_value: float | None = Field(None, description="value of voxels outside the volume (in the file's units); "
+                                                      "default: window low for 'window', else the volume minimum")
+
+    @model_validator(mode="after")
+    def _window_order(self) -> VolumeConfig:
+        if self.window[0] >= self.window[1]:
+            raise ValueError(f"window must be [low, high] with low < high, got {self.window}")
+        return self
+
+
 class AugmentConfig(_Strict):
-    """Training-time augmentation (applied to image, mask and boxes alike)."""
+    """Training-time augmentation (applied to image, mask and boxes alike).
+
+    In 3D, ``hflip``/``vflip``/``zflip`` flip the x/y/z axes, ``rot90`` turns by a random multiple
+    of 90° in-plane, ``rotate_degrees`` and ``scale`` draw a small affine; ``hed`` and ``elastic``
+    are 2D only.
+    """
 
     hflip: bool = False
     vflip: bool = False
+    zflip: bool = Field(False, description="3D only: flip along z (slices)")
+    rot90: bool = Field(False, description="random multiple of 90° in the (y, x) plane")
     rotate_degrees: float = Field(0.0, ge=0, le=180)
+    scale: float = Field(0.0, ge=0, lt=1, description="3D: random zoom by a factor in [1 - scale, 1 + scale]")
     intensity: float = Field(0.0, ge=0, le=1, description="brightness/contrast/gamma strength")
     hed: float = Field(0.0, ge=0, le=1, description="H&E stain jitter strength, RGB only (Tellez et al.: "
                                                     "0.05 light, 0.2 strong; see medmtl.data.stain)")
@@ -58,7 +101,9 @@ class DataConfig(_Strict):
     classes: list[str] = Field(default_factory=lambda: ["benign", "malignant"])
     include_normal: bool = Field(False, description="busi: read normal/ too; images no split file lists are "
                                                     "then split by val_fraction into train and val")
-    image_size: int = Field(128, ge=8)
+    image_size: int | list[Annotated[int, Field(ge=1)]] = Field(
+        128, description="size the images are resized (2D) or cropped/padded (3D) to: an int (square, cube) or "
+                         "[H, W] / [D, H, W]")
     channels: int = Field(1, ge=1, description="1 or 3 for images; the embedding size for grids")
     grid_size: int = Field(64, ge=1, description="kind=grid: grids are cropped/padded to this many cells")
     grid_augment: bool = Field(True, description="kind=grid: random crop and the 8 rotations/flips in training")
@@ -71,6 +116,7 @@ class DataConfig(_Strict):
     folds: int = Field(5, ge=2, description="k-fold: number of folds (unused with split files)")
     val_fraction: float = Field(0.2, gt=0, lt=1)
     phantom: PhantomConfig = Field(default_factory=PhantomConfig)
+    volume: VolumeConfig | None = Field(None, description="volume preprocessing; its presence means 3D data")
     image_col: str = "image"
     mask_col: str | None = "mask"
     label_col: str | None = None
@@ -83,9 +129,15 @@ class DataConfig(_Strict):
     num_workers: int = Field(0, ge=0)
     cache_images: bool = True
     seed: int = 0
+    #: the run's ``model.spatial_dims`` (set by :class:`medmtl.config.RunConfig`); see :attr:`spatial_dims`
+    _spatial_dims: int | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _defaults_and_consistency(self) -> DataConfig:
+        if isinstance(self.image_size, int) and self.image_size < 8:
+            raise ValueError(f"image_size must be at least 8, got {self.image_size}")
+        if isinstance(self.image_size, list) and len(self.image_size) not in (2, 3):
+            raise ValueError(f"image_size is an int or [H, W] / [D, H, W], got {self.image_size}")
         if self.kind == "busi" and self.root is None:
             self.root = DEFAULT_BUSI_ROOT
         if self.kind == "grid" and "image_col" not in self.model_fields_set:
@@ -102,6 +154,28 @@ class DataConfig(_Strict):
         if len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes repeat a name: {self.classes}")
         return self
+
+    def implied_spatial_dims(self) -> int | None:
+        """3 when this section alone says the data are volumes (a ``[D, H, W]`` image_size or a
+        ``volume`` section), 2 for a ``[H, W]`` image_size or slide grids, else None (undecided)."""
+        if isinstance(self.image_size, list):
+            return len(self.image_size)
+        if self.volume is not None:
+            return 3
+        return 2 if self.kind == "grid" else None
+
+    @property
+    def spatial_dims(self) -> int:
+        """2 (images ``[C, H, W]``) or 3 (volumes ``[C, D, H, W]``): the run's ``model.spatial_dims``,
+        else what this section implies, else 2."""
+        return self._spatial_dims or self.implied_spatial_dims() or 2
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        """``image_size`` as one size per spatial axis (``(H, W)`` or ``(D, H, W)``)."""
+        if isinstance(self.image_size, list):
+            return tuple(self.image_size)
+        return (self.image_size,) * self.spatial_dims
 
     def uses_split_files(self) -> bool:
         """True when a train or val split file chooses the partition (then ``folds`` is unused)."""

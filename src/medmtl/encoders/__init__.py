@@ -11,17 +11,19 @@ from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
     "ENCODERS": "registry", "Encoder": "base", "EncoderOptions": "base", "EncoderSpec": "registry",
-    "FeatureInfo": "base", "ResNetOptions": "resnet", "SmallCNNOptions": "small_cnn", "VGGOptions": "vgg",
-    "create_encoder": "registry", "validate_encoder_options": "registry",
+    "FeatureInfo": "base", "ResNetOptions": "resnet", "SmallCNNOptions": "small_cnn", "UNetEncoderOptions": "small_cnn",
+    "VGGOptions": "vgg",
+    "check_encoder_dims": "registry", "create_encoder": "registry", "validate_encoder_options": "registry",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
     from medmtl.encoders.base import Encoder, EncoderOptions, FeatureInfo
-    from medmtl.encoders.registry import ENCODERS, EncoderSpec, create_encoder, validate_encoder_options
+    from medmtl.encoders.registry import (ENCODERS, EncoderSpec, check_encoder_dims, create_encoder,
+                                          validate_encoder_options)
     from medmtl.encoders.resnet import ResNetOptions
-    from medmtl.encoders.small_cnn import SmallCNNOptions
+    from medmtl.encoders.small_cnn import SmallCNNOptions, UNetEncoderOptions
     from medmtl.encoders.vgg import VGGOptions
 
 

@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from medmtl.errors import DataError
+from medmtl.nn import as_stride, conv_layer
 
 
 class EncoderOptions(BaseModel):
@@ -24,22 +25,78 @@ class EncoderOptions(BaseModel):
 
 @dataclass(frozen=True)
 class FeatureInfo:
-    """What one encoder output looks like: its channel count and its stride w.r.t. the input."""
+    """What one encoder output looks like: its channel count and its stride w.r.t. the input.
+
+    ``strides``: one reduction factor per spatial axis in tensor order (``(y, x)`` in 2D,
+    ``(z, y, x)`` in 3D), e.g. ``(1, 4, 4)`` for a thick-slice CT map halved twice in-plane
+    only. An int means the same factor on both axes of a 2D map.
+    """
 
     channels: int
-    reduction: int
+    strides: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if isinstance(self.strides, int):
+            object.__setattr__(self, "strides", (self.strides, self.strides))
+        else:
+            object.__setattr__(self, "strides", tuple(int(s) for s in self.strides))
+
+    @property
+    def reduction(self) -> int:
+        """The largest per-axis reduction (the stride, for isotropic maps)."""
+        return max(self.strides)
+
+    @property
+    def spatial_dims(self) -> int:
+        return len(self.strides)
+
+
+class EncoderOptionsWithStrides(EncoderOptions):
+    """Options of the encoders whose down-sampling can be anisotropic."""
+
+    strides: list[int | list[int]] | None = Field(
+        None, description="stride of each scale w.r.t. the previous one (scale 0: w.r.t. the input), an int or "
+                          "one per axis in tensor order (z, y, x); e.g. [[1, 2, 2], [1, 2, 2], 2, 2, 2] keeps a "
+                          "thick-slice CT's z resolution in the first two scales; default: the encoder's own")
+
+    def scale_strides(self, defaults: list[int], spatial_dims: int, encoder: str) -> list[tuple[int, ...]]:
+        """Per scale, its stride w.r.t. the previous scale as one int per axis."""
+        from medmtl.errors import ConfigError
+
+        given = defaults if self.strides is None else self.strides
+        if len(given) != len(defaults):
+            raise ConfigError("model.encoder.options.strides", f"{encoder} has {len(defaults)} scales, so strides "
+                                                               f"needs {len(defaults)} entries, got {len(given)}")
+        try:
+            out = [as_stride(s, spatial_dims) for s in given]
+        except ValueError as exc:
+            raise ConfigError("model.encoder.options.strides", str(exc)) from None
+        if any(s < 1 for stride in out for s in stride):
+            raise ConfigError("model.encoder.options.strides", f"strides must be ≥ 1, got {given}")
+        return out
+
+
+def cumulative_strides(scale_strides: list[tuple[int, ...]]) -> list[tuple[int, ...]]:
+    """Per scale, its total reduction w.r.t. the input (running product of the per-scale strides)."""
+    total = tuple(1 for _ in scale_strides[0])
+    out = []
+    for stride in scale_strides:
+        total = tuple(t * s for t, s in zip(total, stride))
+        out.append(total)
+    return out
 
 
 class Encoder(nn.Module):
-    """Base class of 2D encoders.
+    """Base class of encoders, 2D or 3D (``spatial_dims``).
 
-    ``forward(x [B, C_in, H, W]) -> list[Tensor]``, one map per scale from fine to coarse;
-    map ``i`` has shape ``[B, feature_info[i].channels, H / r_i, W / r_i]`` with
-    ``r_i = feature_info[i].reduction``. Dense heads use the list as U-Net skips; global heads
-    pool the last map.
+    ``forward(x [B, C_in, *S]) -> list[Tensor]`` with ``S`` = ``(H, W)`` or ``(D, H, W)``, one
+    map per scale from fine to coarse; map ``i`` has shape ``[B, feature_info[i].channels,
+    *S / feature_info[i].strides]``. Dense heads use the list as U-Net skips; global heads pool
+    one or several maps.
     """
 
     feature_info: list[FeatureInfo]
+    spatial_dims: int = 2
 
     @property
     def channels(self) -> list[int]:
@@ -55,7 +112,8 @@ class Encoder(nn.Module):
         return self.feature_info[-1].channels
 
     def load_weights(self, path: str | Path) -> None:
-        """Load a local state dict (ours or the matching torchvision model's).
+        """Load a local state dict (ours, the matching torchvision model's, or in 3D a MONAI /
+        MedicalNet ResNet's, whose keys are torchvision's with a ``module.`` prefix).
 
         Keys that do not fit (a classifier layer, a first conv for another channel count) are
         skipped; an error is raised when nothing matches, so a wrong file never passes silently.
@@ -93,19 +151,13 @@ def _strip_prefix(key: str) -> str:
     return key
 
 
-def replace_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
-    """A copy of ``conv`` taking ``in_channels`` inputs (weights averaged when it had 3)."""
+def replace_first_conv(conv: nn.Conv2d | nn.Conv3d, in_channels: int) -> nn.Module:
+    """A copy of ``conv`` taking ``in_channels`` inputs (weights averaged over the old inputs)."""
     if conv.in_channels == in_channels:
         return conv
-    new = nn.Conv2d(
-        in_channels,
-        conv.out_channels,
-        kernel_size=conv.kernel_size,
-        stride=conv.stride,
-        padding=conv.padding,
-        bias=conv.bias is not None,
-    )
+    new = conv_layer(conv.weight.dim() - 2, in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                     conv.padding, bias=conv.bias is not None)
     with torch.no_grad():
         mean = conv.weight.mean(dim=1, keepdim=True)
-        new.weight.copy_(mean.repeat(1, in_channels, 1, 1))
+        new.weight.copy_(mean.expand(-1, in_channels, *mean.shape[2:]))
     return new

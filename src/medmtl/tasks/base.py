@@ -66,6 +66,12 @@ class Task(nn.Module, ABC, Generic[P, T]):
     auxiliary: ClassVar[bool] = False
     #: metrics where lower is better (all others: higher is better), for comparisons and Δm%
     lower_is_better: ClassVar[frozenset[str]] = frozenset({"loss"})
+    #: the image dimensionalities the head works in (``model.spatial_dims``); 2D images are
+    #: ``[B, C, H, W]``, volumes ``[B, C, D, H, W]``
+    spatial_dims: ClassVar[tuple[int, ...]] = (2, 3)
+    #: the head predicts one value per pixel/voxel at the image's size (``[B, K, *S]``: segmentation,
+    #: reconstruction), so a sliding-window pass stitches it; otherwise it predicts per image
+    dense: ClassVar[bool] = False
 
     def __init__(self, name: str | None = None, options: TaskOptions | None = None, **values: Any) -> None:
         super().__init__()

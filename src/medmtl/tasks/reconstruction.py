@@ -34,6 +34,7 @@ class ReconstructionTask(Task[torch.Tensor, torch.Tensor]):
     """
 
     kind = "reconstruction"
+    dense = True
     Options = ReconstructionOptions
     monitor = ("mse", "min")
     summary_metrics = ("mse",)
@@ -52,7 +53,7 @@ class ReconstructionTask(Task[torch.Tensor, torch.Tensor]):
 
     def forward(self, features: list[torch.Tensor], image: torch.Tensor, context: Outputs,
                 batch: Batch | None = None) -> torch.Tensor:
-        return torch.sigmoid(self.head(features, image.shape[-2:]))
+        return torch.sigmoid(self.head(features, image.shape[2:]))
 
     def compute_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(prediction, target.float())

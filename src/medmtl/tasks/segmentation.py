@@ -48,6 +48,7 @@ class SegmentationTask(Task[torch.Tensor, torch.Tensor]):
     """
 
     kind = "segmentation"
+    dense = True
     Options = SegmentationOptions
     monitor = ("dice", "max")
     summary_metrics = ("dice", "iou")
@@ -67,7 +68,7 @@ class SegmentationTask(Task[torch.Tensor, torch.Tensor]):
 
     def forward(self, features: list[torch.Tensor], image: torch.Tensor, context: Outputs,
                 batch: Batch | None = None) -> torch.Tensor:
-        return self.head(features, image.shape[-2:])
+        return self.head(features, image.shape[2:])
 
     def compute_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = target.long()

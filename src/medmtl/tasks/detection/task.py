@@ -140,6 +140,7 @@ class DetectionTask(Task[Detections, list[dict[str, Any]]]):
     """
 
     kind = "detection"
+    spatial_dims = (2,)  # torchvision's RPN, RoIAlign and box coders are 2D
     Options = DetectionOptions
     monitor = ("froc_score", "max")
     options: DetectionOptions
