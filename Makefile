@@ -8,12 +8,12 @@ BIN := $(VENV)/bin
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-# every extra: the demo and the full test suite need the whole-slide (wsi) one too
+# every extra: the demo and the full test suite need the whole-slide (wsi) and volume (volumes) ones too
 install: $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[wsi]"
+	$(BIN)/pip install --quiet -e ".[wsi,volumes]"
 
 install-test: $(BIN)/python
-	$(BIN)/pip install --quiet -e ".[wsi,test]"
+	$(BIN)/pip install --quiet -e ".[wsi,volumes,test]"
 
 demo: install
 	$(BIN)/medmtl demo --out runs/demo

@@ -19,7 +19,11 @@ def build_model(config: RunConfig) -> MultiTaskModel:
     encoder_cfg = config.model.encoder
     encoder = create_encoder(encoder_cfg.name, in_channels=config.data.channels, weights=encoder_cfg.weights,
                              spatial_dims=config.model.spatial_dims or 2, **encoder_cfg.options)
-    return MultiTaskModel(encoder, build_tasks(config), image_channels=config.data.channels)
+    model = MultiTaskModel(encoder, build_tasks(config), image_channels=config.data.channels)
+    channels_last = config.trainer.channels_last
+    if channels_last if channels_last is not None else config.model.spatial_dims == 3:
+        model.use_channels_last()
+    return model
 
 
 def build_balancer(config: RunConfig, model: MultiTaskModel) -> LossBalancer:

@@ -92,12 +92,12 @@ def evaluate(
 @_writes_to()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="a run directory made by `medmtl train`")],
-    images: Annotated[list[Path], typer.Argument(help="image files (PNG, JPEG, TIFF…); grid stores (.zarr) for a slide-level model")],
+    images: Annotated[list[Path], typer.Argument(help="image files (PNG, JPEG, TIFF…); volumes (NIfTI, NRRD, MHA) for a 3D model; grid stores (.zarr) for a slide-level model")],
     out: Annotated[Path, typer.Option("--out", help="output folder")],
     checkpoint: Annotated[str, typer.Option(
         help="best, last (end of the last finished epoch) or the path of a .ckpt file of this run")] = "best",
 ) -> None:
-    """Predict class probabilities, masks (PNG) and boxes (COCO JSON) for image files."""
+    """Predict class probabilities, masks (PNG; NIfTI on the input grid for volumes) and boxes (COCO JSON) for image files."""
     try:
         from medmtl.predict import predict_files
         from medmtl.training.run import load_run_checkpoint
@@ -112,12 +112,15 @@ def predict(
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="run directory")] = Path("runs/demo"),
+    out: Annotated[Optional[Path], typer.Option(help="run directory (default runs/demo, or runs/demo-3d)")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="override the number of epochs")] = None,
+    three_d: Annotated[bool, typer.Option("--3d", help="the 3D demo on phantom volumes (preset demo-3d)")] = False,
 ) -> None:
-    """Train classification + segmentation + reconstruction on built-in phantom data (about 2 min on 2 CPU cores)."""
+    """Train classification + segmentation + reconstruction on built-in phantom data (about 2 min on
+    2 CPU cores; --3d: phantom volumes, under 3 min)."""
+    preset = "demo-3d" if three_d else "demo"
     overrides = [f"trainer.max_epochs={epochs}"] if epochs else []
-    train("demo", out, overrides, resume=True, report=True)
+    train(preset, out or Path("runs") / preset, overrides, resume=True, report=True)
 
 
 @app.command()

@@ -114,6 +114,8 @@ class TrainerConfig(_Strict):
     n_bootstrap: int = Field(1000, ge=0, description="bootstrap resamples for the final metrics' 95% CIs (0: no CIs)")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads, ≥ 1; default: torch's choice")
     progress_bar: bool = True
+    channels_last: bool | None = Field(None, description="channels-last memory layout (faster 3D convolutions on "
+                                                         "CPU); default: on for 3D models, off for 2D")
     stages: list[StageConfig] = Field(default_factory=list,
                                       description="train only some parts first (FT-MTL-Net: RPN, then heads, then all)")
 

@@ -1,7 +1,8 @@
 """Optional extras: third-party modules that only some features need.
 
 The core install (``pip install medmtl``) is the 2D stack; ``pip install 'medmtl[wsi]'`` adds
-whole-slide images (openslide, tifffile, zarr, dask/distributed). Modules of an extra are
+whole-slide images (openslide, tifffile, zarr, dask/distributed), ``'medmtl[volumes]'`` 3D volumes
+(SimpleITK: NIfTI, NRRD, MHA). Modules of an extra are
 imported with :func:`require` at first use, so that a missing one gives one clear
 :class:`~medmtl.errors.MissingExtraError` naming the extra instead of an ``ImportError`` traceback.
 """
@@ -14,7 +15,8 @@ from types import ModuleType
 from medmtl.errors import MissingExtraError
 
 #: the extra that provides each optional top-level module
-EXTRA_OF = {"openslide": "wsi", "tifffile": "wsi", "zarr": "wsi", "dask": "wsi", "distributed": "wsi"}
+EXTRA_OF = {"openslide": "wsi", "tifffile": "wsi", "zarr": "wsi", "dask": "wsi", "distributed": "wsi",
+            "SimpleITK": "volumes"}
 
 
 def require(module: str, extra: str | None = None, feature: str = "this feature") -> ModuleType:

@@ -12,6 +12,13 @@ collects them:
 - ``boxes.json``: COCO-style (``images``, ``annotations`` with ``bbox`` = x, y, w, h in original
   pixels, ``score`` and ``category_id``; ``categories``);
 - ``overlays/<image>.png``: the image with what the tasks drew on it (boxes, mask outline, captions).
+
+Volumes (``model.spatial_dims: 3``; NIfTI, NRRD, MHA inputs) go through the run's volume
+preprocessing; a volume larger than the training size is predicted with a sliding window
+(:func:`medmtl.sliding_window.sliding_window_predict`: dense heads stitched with Gaussian weights,
+per-volume heads averaged over the windows). Masks are written as ``masks/<volume>_<task>.nii.gz``
+on exactly the input's grid (spacing, origin, direction), the overlay shows three orthogonal
+slices through the predicted lesion, and there are no COCO boxes.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from medmtl.data.build import inference_dataset
 from medmtl.io_utils import atomic_write_json
 from medmtl.model import MultiTaskModel
 from medmtl.progress import progress
-from medmtl.tasks.outputs import PredictionSink, merge_overlays
+from medmtl.tasks.outputs import PredictionSink, VolumePredictionSink, merge_overlays
 
 
 @torch.no_grad()
@@ -41,19 +48,27 @@ def predict_files(config: RunConfig, model: MultiTaskModel, inputs: list[Path], 
     annotations: list[dict[str, Any]] = []
     categories = {1: "lesion"}
     model.eval()
+    volumes = getattr(dataset, "spatial_dims", 2) == 3
     for index, path in enumerate(progress(inputs, description="predicting")):
         image = dataset[index]["image"][None]
-        original = dataset.source_size(index)
-        sink = PredictionSink(out_dir, Path(path).stem, index, tuple(image.shape[-2:]), original, annotations,
-                              categories)
-        predictions = model.predict(image)
+        if volumes:
+            sink = _volume_sink(dataset, index, out_dir, Path(path), image)
+            predictions = _predict_volume(model, image, config.data.image_shape)
+        else:
+            original = dataset.source_size(index)
+            sink = PredictionSink(out_dir, Path(path).stem, index, tuple(image.shape[-2:]), original, annotations,
+                                  categories)
+            predictions = model.predict(image)
         entry = {}
         for name, task in model.tasks.items():
             value = task.write_prediction(predictions[name], sink)
             if value is not None:
                 entry[name] = value
         results[str(path)] = entry
-        if original is not None:
+        if volumes:
+            if overlays:
+                _draw_volume(path, config, sink, out_dir / "overlays" / f"{sink.stem}.png")
+        elif original is not None:
             coco_images.append({"id": index, "file_name": str(path), "height": original[0], "width": original[1]})
             if overlays:
                 _draw(path, config, sink, out_dir / "overlays" / f"{Path(path).stem}.png")
@@ -61,6 +76,37 @@ def predict_files(config: RunConfig, model: MultiTaskModel, inputs: list[Path], 
     atomic_write_json(out_dir / "boxes.json", {"images": coco_images, "annotations": annotations,
                                                 "categories": [{"id": k, "name": v} for k, v in categories.items()]})
     return results
+
+
+def _volume_sink(dataset: Any, index: int, out_dir: Path, path: Path, image: torch.Tensor) -> VolumePredictionSink:
+    """The sink of one volume: masks are resampled from the model's grid onto the file's and written there."""
+    from medmtl.data.volume_io import resample_to_reference, volume_stem, write_volume
+
+    original, grid = dataset.geometry(index)
+    return VolumePredictionSink(out_dir, volume_stem(path), index, tuple(image.shape[2:]), dataset.source_size(index),
+                                restore=lambda array: resample_to_reference(array, grid, original),
+                                write=lambda array, target: write_volume(array, original, target))
+
+
+def _predict_volume(model: MultiTaskModel, image: torch.Tensor, roi_size: tuple[int, ...]) -> dict[str, Any]:
+    """Postprocessed predictions of one volume ``[1, C, D, H, W]``: one pass when it is no larger than
+    the training size, else a sliding window of that size."""
+    from medmtl.sliding_window import predict_volume
+
+    return predict_volume(model, image, roi_size, whole_volume_voxels=int(np.prod(roi_size)))
+
+
+def _draw_volume(path: Path, config: RunConfig, sink: VolumePredictionSink, out_png: Path) -> None:
+    """Three orthogonal slices of the input volume (on its own grid) through the predicted lesion."""
+    from medmtl.data.volume_io import read_volume
+    from medmtl.report.plots import plot_volume_overlays
+
+    volume, _ = read_volume(path)
+    layer = merge_overlays(sink.overlays)
+    low, high = np.percentile(volume, [0.5, 99.5])
+    shown = np.clip((volume - low) / (high - low), 0, 1) if high > low else np.zeros_like(volume)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    plot_volume_overlays(shown[None, None], [None], [layer.pred_mask], [layer.caption], out_png)
 
 
 def _draw(path: Path, config: RunConfig, sink: PredictionSink, out_png: Path) -> None:

@@ -19,12 +19,16 @@ from medmtl.paths import DATA_ENV_VAR, resolve_data_path
 
 if TYPE_CHECKING:
     from medmtl.data.grid import GridDataset
+    from medmtl.data.sample import Transform
+    from medmtl.data.volume_dataset import VolumeDataset
 
 SPLIT_NAMES = ("train", "val", "test")
 
 
-def build_datasets(cfg: DataConfig, boxes_from_masks: bool = False) -> dict[str, MultiTaskDataset | GridDataset]:
-    """One :class:`MultiTaskDataset` per available split; only ``train`` is augmented.
+def build_datasets(cfg: DataConfig, boxes_from_masks: bool = False
+                   ) -> dict[str, MultiTaskDataset | GridDataset | VolumeDataset]:
+    """One :class:`MultiTaskDataset` (a :class:`~medmtl.data.volume_dataset.VolumeDataset` when
+    ``cfg.spatial_dims`` is 3) per available split; only ``train`` is augmented.
 
     ``boxes_from_masks`` (for a model with a detection task): samples with a mask also get
     ``boxes``/``box_labels`` derived from it (see :class:`MultiTaskDataset`); grids have no masks.
@@ -32,14 +36,43 @@ def build_datasets(cfg: DataConfig, boxes_from_masks: bool = False) -> dict[str,
     if cfg.kind == "grid":
         return _grid_datasets(cfg)
     records = build_records(cfg)
-    train_transform = build_transforms(cfg.augment, cfg.image_size, train=True)
+    if cfg.spatial_dims == 3:
+        return _volume_datasets(cfg, records)
+    train_transform = build_transforms(cfg.augment, cfg.image_shape, train=True)
     datasets = {}
     for split, split_records in records.items():
         transform = train_transform if split == "train" and len(train_transform) > 1 else None
-        datasets[split] = MultiTaskDataset(split_records, channels=cfg.channels, image_size=cfg.image_size,
+        datasets[split] = MultiTaskDataset(split_records, channels=cfg.channels, image_size=cfg.image_shape,
                                            transform=transform, cache_images=cfg.cache_images,
                                            boxes_from_masks=boxes_from_masks)
     return datasets
+
+
+def _volume_datasets(cfg: DataConfig, records: dict[str, list[Record]]) -> dict[str, VolumeDataset]:
+    """Volumes (``model.spatial_dims: 3``): the train split gets random crops (``volume.crop_jitter``)
+    and the 3D augmentation."""
+    from medmtl.data.volume_dataset import VolumeDataset
+
+    return {split: VolumeDataset(split_records, channels=cfg.channels, image_shape=cfg.image_shape,
+                                 volume=cfg.volume, transform=_volume_augmentation(cfg) if split == "train" else None,
+                                 cache_images=cfg.cache_images, train=split == "train")
+            for split, split_records in records.items()}
+
+
+def _volume_augmentation(cfg: DataConfig) -> Transform | None:
+    """The 3D training augmentation of ``cfg.augment`` (:mod:`medmtl.data.volume_transforms`), None when
+    it has no transforms or that module is not there."""
+    module = "medmtl.data.volume_transforms"
+    try:
+        from medmtl.data.volume_transforms import build_volume_transforms
+    except ImportError as exc:
+        if exc.name == module:
+            return None
+        raise
+    transform = build_volume_transforms(cfg.augment, train=True)
+    if transform is None or (hasattr(transform, "__len__") and len(transform) == 0):
+        return None
+    return transform
 
 
 def _grid_datasets(cfg: DataConfig) -> dict[str, GridDataset]:
@@ -54,15 +87,24 @@ def _grid_datasets(cfg: DataConfig) -> dict[str, GridDataset]:
             for split, split_records in build_records(cfg).items()}
 
 
-def inference_dataset(cfg: DataConfig, inputs: list[Path]) -> MultiTaskDataset | GridDataset:
-    """Unlabelled inputs (image files; grid stores for ``kind: grid``) preprocessed exactly as the
-    evaluation data of ``cfg`` (no augmentation), so training and prediction cannot drift apart."""
-    records = [Record(Path(path).stem, image_path=Path(path)) for path in inputs]
+def inference_dataset(cfg: DataConfig, inputs: list[Path]) -> MultiTaskDataset | GridDataset | VolumeDataset:
+    """Unlabelled inputs (image files; volume files in 3D; grid stores for ``kind: grid``) preprocessed
+    exactly as the evaluation data of ``cfg`` (no augmentation), so training and prediction cannot
+    drift apart. A :class:`~medmtl.data.volume_dataset.VolumeDataset` gives each input's grids
+    (``geometry(index)``) to map predictions back onto it."""
+    from medmtl.data.volume_io import volume_stem
+
+    records = [Record(volume_stem(path), image_path=Path(path)) for path in inputs]
     if cfg.kind == "grid":
         from medmtl.data.grid import GridDataset
 
         return GridDataset(records, cfg.channels, cfg.grid_size, cache=False)
-    return MultiTaskDataset(records, channels=cfg.channels, image_size=cfg.image_size, cache_images=False)
+    if cfg.spatial_dims == 3:
+        from medmtl.data.volume_dataset import VolumeDataset
+
+        return VolumeDataset(records, channels=cfg.channels, image_shape=cfg.image_shape, volume=cfg.volume,
+                             cache_images=False, train=False)
+    return MultiTaskDataset(records, channels=cfg.channels, image_size=cfg.image_shape, cache_images=False)
 
 
 def build_records(cfg: DataConfig) -> dict[str, list[Record]]:
@@ -117,7 +159,16 @@ def _phantom_records(cfg: DataConfig) -> dict[str, list[Record]]:
     counts = {"train": ph.n_train, "val": ph.n_val, "test": ph.n_test}
     out = {}
     for stream, split in enumerate(SPLIT_NAMES):
-        if counts[split] or split == "train":
+        if not counts[split] and split != "train":
+            continue
+        if cfg.spatial_dims == 3:  # 3D phantoms (medmtl.data.phantom3d), imported only for 3D runs
+            from medmtl.data.phantom3d import make_phantom3d_records
+
+            shape = (ph.image_size,) * 3 if ph.image_size else cfg.image_shape
+            out[split] = make_phantom3d_records(counts[split], image_shape=tuple(shape), seed=ph.seed,
+                                                malignant_fraction=ph.malignant_fraction, stream=stream + offset,
+                                                name_prefix=f"phantom_{split}")
+        else:
             out[split] = make_phantom_records(counts[split], image_size=size, seed=ph.seed,
                                               malignant_fraction=ph.malignant_fraction,
                                               normal_fraction=ph.normal_fraction, stream=stream + offset,
@@ -132,13 +183,14 @@ def _npz_records(cfg: DataConfig) -> dict[str, list[Record]]:
     if not path.is_absolute() and cfg.root is not None and not path.exists():
         path = _resolve("root", cfg.root) / path
     keys = npz_keys(path)
-    out = {"train": read_medmnist_npz(path, "train")}
+    dims = cfg.spatial_dims
+    out = {"train": read_medmnist_npz(path, "train", spatial_dims=dims)}
     if "val_images" in keys:
-        out["val"] = read_medmnist_npz(path, "val")
+        out["val"] = read_medmnist_npz(path, "val", spatial_dims=dims)
     else:
         out["train"], out["val"] = holdout_split(out["train"], cfg.val_fraction, cfg.seed)
     if "test_images" in keys:
-        out["test"] = read_medmnist_npz(path, "test")
+        out["test"] = read_medmnist_npz(path, "test", spatial_dims=dims)
     return out
 
 

@@ -31,7 +31,11 @@ class VolumeConfig(_Strict):
     Order: orientation, resampling to ``spacing`` (image linear, mask nearest), crop/pad to
     ``data.image_size`` around the mask's or the volume's centre, intensity. Tensors are
     ``[C, D, H, W]`` = ``[C, z, y, x]``; spacings are written ``[x, y, z]`` in mm as in image
-    headers. A crop larger than the volume is padded with ``pad_value``.
+    headers. A crop larger than the volume is padded with ``pad_value``. Orientation, resampling
+    and cropping are one resampling onto the target grid (see :mod:`medmtl.data.volume_preprocess`);
+    intensity statistics (minmax percentiles, zscore) come from the whole volume. In-memory arrays
+    (MedMNIST-3D, phantoms) have no header: they are scaled to [0, 1] and only cropped/padded (see
+    :mod:`medmtl.data.volume_dataset`).
     """
 
     spacing: list[Annotated[float, Field(gt=0)]] | None = Field(
@@ -57,6 +61,13 @@ class VolumeConfig(_Strict):
     def _window_order(self) -> VolumeConfig:
         if self.window[0] >= self.window[1]:
             raise ValueError(f"window must be [low, high] with low < high, got {self.window}")
+        if self.orientation is not None:
+            code = self.orientation.upper()
+            axes = sorted("RLAPSI".index(letter) // 2 for letter in code if letter in "RLAPSI")
+            if len(code) != 3 or axes != [0, 1, 2]:
+                raise ValueError(f"orientation must be 3 letters, one of R/L, one of A/P and one of S/I (e.g. LPS, "
+                                 f"RAS), got '{self.orientation}'")
+            self.orientation = code
         return self
 
 

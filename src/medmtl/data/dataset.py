@@ -14,7 +14,23 @@ from medmtl.data.image_io import array_to_chw, image_size, read_image, read_mask
 from medmtl.data.records import Record
 from medmtl.data.sample import Sample
 from medmtl.data.transforms import resize
+from medmtl.data.volume_io import is_volume_path
 from medmtl.errors import DataError
+
+
+def _check_not_volume(record: Record) -> None:
+    """A :class:`DataError` when a record of a 2D dataset is a volume (by file ending or array shape)."""
+    hint = "this is a 2D model: set model.spatial_dims: 3 (and a data.volume section) to train on volumes"
+    if record.image_path is not None and is_volume_path(record.image_path):
+        raise DataError(record.image_path, f"is a volume file (NIfTI, NRRD or MetaImage); {hint}")
+    for path in record.mask_paths:
+        if is_volume_path(path):
+            raise DataError(path, f"mask is a volume file (NIfTI, NRRD or MetaImage); {hint}")
+    if record.image_array is not None:
+        shape = np.shape(record.image_array)
+        if len(shape) == 4 or (len(shape) == 3 and shape[-1] not in (1, 2, 3, 4)):
+            raise DataError(record.source, f"image array of shape {tuple(shape)} holds a volume ([D, H, W] or "
+                                           f"[C, D, H, W]), not a 2D image [H, W] / [H, W, C]; {hint}")
 
 
 def _size_text(shape: Sequence[int]) -> str:
@@ -23,7 +39,8 @@ def _size_text(shape: Sequence[int]) -> str:
 
 
 class MultiTaskDataset(Dataset):
-    """Samples of ``records``: ``"image"`` ``[channels, image_size, image_size]`` in [0, 1], ``"name"``
+    """Samples of ``records``: ``"image"`` ``[channels, H, W]`` in [0, 1] (``image_size``: an int for
+    square images or ``(H, W)``), ``"name"``
     and the targets each record has (``label``, ``mask``, ``boxes``/``box_labels``, ``value``,
     ``survival``; see :mod:`medmtl.data.collate`).
 
@@ -36,18 +53,28 @@ class MultiTaskDataset(Dataset):
     decoded, resized tensors are kept in memory, so epochs after the first decode nothing. The
     ``transform`` (augmentation) runs on every access, after the cache. Returned tensors are fresh
     copies: changing them does not change the cache.
+
+    Volumes (a NIfTI/NRRD/MHA file, an in-memory ``[D, H, W]`` array) are a :class:`DataError`
+    saying to set ``model.spatial_dims: 3`` (:class:`~medmtl.data.volume_dataset.VolumeDataset`).
     """
 
-    def __init__(self, records: Sequence[Record], channels: int = 1, image_size: int = 128,
+    spatial_dims = 2
+
+    def __init__(self, records: Sequence[Record], channels: int = 1, image_size: int | Sequence[int] = 128,
                  transform: Callable[[Sample], Sample] | None = None, cache_images: bool = True,
                  boxes_from_masks: bool = False) -> None:
         if channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
-        if image_size < 1:
-            raise ValueError(f"image_size must be positive, got {image_size}")
+        shape = (int(image_size),) * 2 if isinstance(image_size, (int, np.integer)) else tuple(map(int, image_size))
+        if len(shape) != 2 or min(shape) < 1:
+            raise ValueError(f"image_size must be a positive int or (height, width), got {image_size}")
         self.records = list(records)
+        for record in self.records:
+            _check_not_volume(record)
         self.channels = channels
-        self.image_size = int(image_size)
+        #: ``(height, width)`` of the samples; ``image_size``: an int for square images, else the pair
+        self.image_shape: tuple[int, int] = shape
+        self.image_size = shape[0] if shape[0] == shape[1] else shape
         self.transform = transform
         self.cache_images = cache_images
         self.boxes_from_masks = boxes_from_masks
@@ -100,7 +127,7 @@ class MultiTaskDataset(Dataset):
             check_boxes(torch.from_numpy(boxes), image.shape[-2], image.shape[-1], record.source)
             base["boxes"] = torch.from_numpy(boxes)
             base["box_labels"] = torch.from_numpy(labels.reshape(-1))
-        base = resize(base, (self.image_size, self.image_size))
+        base = resize(base, self.image_shape)
         if "mask" in base and self.boxes_from_masks:
             base["boxes"], base["box_labels"] = box_targets_from_mask(base["mask"])
         return base

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from medmtl.data.records import Record
+from medmtl.data.volume_io import volume_stem, volume_suffix
 from medmtl.errors import ConfigError, DataError
 from medmtl.tables import read_csv_table
 
@@ -42,7 +43,8 @@ def read_manifest(csv_path: str | Path, image_col: str = "image", mask_col: str 
     class names (from ``classes``) or integer indices; one ``value_cols`` entry gives a scalar
     ``value``, several give a tuple. ``time_col`` and ``event_col`` go together (``survival``).
     The record name is ``name_col``'s cell, else the image file's stem (its relative path when
-    stems repeat). With ``image_is_folder`` the image column names folders (zarr grid stores).
+    stems repeat; a volume's whole ending goes: ``ct.nii.gz`` -> ``ct``). Paths of any format are
+    only checked to exist here (volumes are read by :class:`~medmtl.data.volume_dataset.VolumeDataset`). With ``image_is_folder`` the image column names folders (zarr grid stores).
     ``group_col`` (e.g. ``slide`` or ``patient``) keeps the rows of one group in one split.
     """
     csv_path = Path(csv_path)
@@ -95,7 +97,7 @@ def read_manifest(csv_path: str | Path, image_col: str = "image", mask_col: str 
                 targets["survival"] = survival
         name = _cell(row, name_col) if name_col is not None else ""
         group = (_cell(row, group_col) or None) if group_col is not None else None
-        records.append(Record(name=name or image_path.stem, image_path=image_path, mask_paths=mask_paths,
+        records.append(Record(name=name or volume_stem(image_path), image_path=image_path, mask_paths=mask_paths,
                               targets=targets, group=group))
         cells.append(cell)
     if not records:
@@ -180,7 +182,9 @@ def _make_names_unique(records: list[Record], cells: list[str], csv_path: Path, 
         repeated = sorted({n for n in names if names.count(n) > 1})[:5]
         raise DataError(csv_path, f"column '{name_col}' repeats names {repeated}; names must be unique")
     for record, cell in zip(records, cells):  # stems repeat: use the path as written, without the suffix
-        record.name = str(Path(cell).with_suffix("")).replace("\\", "/")
+        suffix = volume_suffix(cell)
+        stem = cell[: len(cell) - len(suffix)] if suffix else str(Path(cell).with_suffix(""))
+        record.name = stem.replace("\\", "/")
     names = [r.name for r in records]
     if len(set(names)) != len(names):
         repeated = sorted({n for n in names if names.count(n) > 1})[:5]

@@ -16,9 +16,11 @@ class Record:
     """One sample, described without decoding it.
 
     - ``image_path`` (a file) or ``image_array`` (in-memory ``[H, W]`` / ``[H, W, C]`` pixels,
-      uint8, uint16 or float in [0, 1]) gives the image.
-    - ``mask_paths``: mask files merged with OR (several lesions annotated in separate files);
-      ``mask_array``: an in-memory label map ``[H, W]`` (0 = background, 1..K = class). A record
+      uint8, uint16 or float in [0, 1]) gives the image. Volumes (``model.spatial_dims: 3``): a
+      NIfTI/NRRD/MHA file, or an array ``[D, H, W]`` / ``[C, D, H, W]``.
+    - ``mask_paths``: mask files merged with OR (several lesions annotated in separate files;
+      a single volume mask file keeps its class indices); ``mask_array``: an in-memory label map
+      ``[H, W]`` (``[D, H, W]`` for volumes; 0 = background, 1..K = class). A record
       with either has the target ``mask`` (an empty mask is a valid label: "no lesion"), and
       ``boxes``/``box_labels`` derived from it when a dataset is asked for them (a detection task).
     - ``targets``: ``label`` (int), ``value`` (float or tuple of floats), ``survival``

@@ -107,6 +107,44 @@ def plot_overlays(images: np.ndarray, true_masks: list[np.ndarray | None], pred_
     return _save(fig, out_png)
 
 
+def lesion_centre(volume_shape: tuple[int, ...], *masks: np.ndarray | None) -> tuple[int, int, int]:
+    """``(z, y, x)`` of the first non-empty mask's foreground centre, else the volume centre."""
+    for mask in masks:
+        if mask is not None and mask.any():
+            return tuple(int(round(float(c.mean()))) for c in np.nonzero(mask > 0))
+    return tuple(size // 2 for size in volume_shape)
+
+
+def plot_volume_overlays(volumes: np.ndarray, true_masks: list[np.ndarray | None],
+                         pred_masks: list[np.ndarray | None], captions: list[str], out_png: Path) -> Path:
+    """Per volume one row of three orthogonal slices (axial, coronal, sagittal) through the lesion
+    (the reference mask's centre, else the prediction's, else the volume centre), with the reference
+    outline (green) and the predicted one (red).
+
+    ``volumes`` ``[N, C, D, H, W]`` in [0, 1] (channel 0 is shown); masks ``[D, H, W]`` or None.
+    """
+    n = len(volumes)
+    fig, axes = plt.subplots(n, 3, figsize=(8.4, 2.9 * n), squeeze=False)
+    views = (("axial", 0), ("coronal", 1), ("sagittal", 2))
+    for i in range(n):
+        volume = volumes[i][0]
+        centre = lesion_centre(volume.shape, true_masks[i], pred_masks[i])
+        for ax, (view, axis) in zip(axes[i], views):
+            ax.axis("off")
+            ax.imshow(np.take(volume, centre[axis], axis=axis), cmap="gray", vmin=0, vmax=1,
+                      origin="lower" if axis else "upper")
+            for mask, color in ((true_masks[i], "lime"), (pred_masks[i], "red")):
+                if mask is None:
+                    continue
+                section = np.take(mask, centre[axis], axis=axis) > 0
+                if section.any() and not section.all():
+                    ax.contour(section, levels=[0.5], colors=color, linewidths=1.2)
+            ax.set_title(f"{view} {'zyx'[axis]}={centre[axis]}" + (f"\n{captions[i]}" if view == "axial" else ""),
+                         fontsize=7)
+    fig.suptitle("green: reference mask, red: prediction", fontsize=9)
+    return _save(fig, out_png)
+
+
 def plot_froc(curves: dict[str, tuple[np.ndarray, np.ndarray]], out_png: Path, max_fpi: float = 4.0,
               title: str = "FROC") -> Path | None:
     """Lesion TPR against false positives per image, one line per ``{label: (fpi, tpr)}``."""

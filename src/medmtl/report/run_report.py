@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from medmtl.io_utils import atomic_write_text
-from medmtl.report.plots import plot_balancing, plot_loss_curves, plot_overlays
+from medmtl.report.plots import plot_balancing, plot_loss_curves, plot_overlays, plot_volume_overlays
 from medmtl.report.tables import markdown_table
 from medmtl.tasks.outputs import merge_overlays
 from medmtl.evaluation import collect_summaries
@@ -62,7 +62,8 @@ def write_report(run_dir: Path, config: RunConfig, model: MultiTaskModel, loader
 
 @torch.no_grad()
 def _overlays(model: MultiTaskModel, loader: Any, out_png: Path, count: int) -> Path | None:
-    """A grid of the first ``count`` samples with what each task shows for them; None when no task shows anything."""
+    """A grid of the first ``count`` samples with what each task shows for them (volumes: three
+    orthogonal slices each); None when no task shows anything."""
     batch = next(iter(loader))
     images = batch["image"][:count]
     if images.shape[1] not in (1, 3):  # embedding grids, not pictures
@@ -76,5 +77,6 @@ def _overlays(model: MultiTaskModel, loader: Any, out_png: Path, count: int) -> 
         return None
     captions = [str(batch["name"][i])[:28] + (f"\n{p.caption}" if p is not None and p.caption else "")
                 for i, p in enumerate(pictures)]
-    return plot_overlays(images.numpy(), [p.true_mask if p else None for p in pictures],
-                         [p.pred_mask if p else None for p in pictures], captions, out_png)
+    plot = plot_volume_overlays if images.dim() == 5 else plot_overlays
+    return plot(images.numpy(), [p.true_mask if p else None for p in pictures],
+                [p.pred_mask if p else None for p in pictures], captions, out_png)

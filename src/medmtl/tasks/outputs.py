@@ -6,6 +6,7 @@ These types carry no knowledge of task kinds; each task fills them in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,9 @@ class PredictionSink:
     categories: dict[int, str] = field(default_factory=lambda: {1: "lesion"})
     overlays: list[Overlay] = field(default_factory=list)
 
+    #: 2 for images; :class:`VolumePredictionSink` says 3 (no boxes, masks as NIfTI)
+    spatial_dims = 2
+
     @property
     def output_size(self) -> tuple[int, int]:
         return self.original_size or self.input_size
@@ -92,3 +96,33 @@ class PredictionSink:
         if score is not None:
             item["score"] = score
         self.annotations.append(item)
+
+
+@dataclass
+class VolumePredictionSink(PredictionSink):
+    """Where one volume's predictions go: label maps ``[D, H, W]`` at the model's grid are mapped back
+    onto the input file's grid by ``restore`` (nearest neighbour, exactly the file's spacing, origin
+    and direction) and written as ``masks/<stem>_<task>.nii.gz`` by ``write`` (the caller supplies both,
+    so this module needs no image library). Volumes have no COCO boxes."""
+
+    restore: Callable[[np.ndarray], np.ndarray] | None = None
+    write: Callable[[np.ndarray, Path], None] | None = None
+
+    spatial_dims = 3
+
+    def to_original(self, label_map: torch.Tensor) -> np.ndarray:
+        """``[D, H, W]`` at the model's grid as int64 on the file's grid ``[Z, Y, X]``."""
+        array = label_map.long().cpu().numpy()
+        return array if self.restore is None else self.restore(array).astype(np.int64)
+
+    def save_mask(self, mask: np.ndarray, task: str, num_classes: int) -> str:
+        """Write ``masks/<stem>_<task>.nii.gz`` (class indices); returns its path relative to ``out_dir``."""
+        path = self.out_dir / "masks" / f"{self.stem}_{task}.nii.gz"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if self.write is None:
+            raise RuntimeError("VolumePredictionSink needs a write function to save masks")
+        self.write(mask.astype(np.uint8 if num_classes <= 256 else np.int32), path)
+        return str(path.relative_to(self.out_dir))
+
+    def add_box(self, box: Any, category: int, score: float | None, task: str) -> None:
+        raise TypeError("volumes have no 2D boxes")

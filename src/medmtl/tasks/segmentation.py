@@ -97,11 +97,12 @@ class SegmentationTask(Task[torch.Tensor, torch.Tensor]):
         return Overlay(true_mask=truth, pred_mask=prediction[index].cpu().numpy())
 
     def write_prediction(self, prediction: torch.Tensor, sink: PredictionSink) -> dict[str, Any]:
-        """The label map as ``masks/<image>_<task>.png`` at the file's size, one COCO box per connected
-        component of the foreground."""
+        """The label map at the file's size (images: ``masks/<image>_<task>.png`` and one COCO box per
+        connected component of the foreground; volumes: ``masks/<volume>_<task>.nii.gz`` on the file's grid)."""
         mask = sink.to_original(prediction[0])
-        for box in boxes_from_mask(mask > 0):
-            sink.add_box(box, 1, None, self.name)
+        if sink.spatial_dims == 2:
+            for box in boxes_from_mask(mask > 0):
+                sink.add_box(box, 1, None, self.name)
         sink.overlays.append(Overlay(pred_mask=mask))
         return {"mask": sink.save_mask(mask, self.name, self.num_classes),
                 "foreground_fraction": float((mask > 0).mean())}
