@@ -18,7 +18,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 ROOT = "medmtl"
-HEAVY_OPTIONAL = ("medmtl.wsi", "zarr", "tifffile", "openslide", "dask", "distributed")
+HEAVY_OPTIONAL = ("medmtl.wsi", "zarr", "tifffile", "openslide", "dask", "distributed", "SimpleITK")
 
 
 def _module_name(path: Path) -> str:

@@ -1,6 +1,8 @@
+import pytest
 import torch
 
 from medmtl.data.collate import collate_samples
+from medmtl.errors import DataError
 
 
 def test_missing_targets_are_marked_absent_and_zero_filled():
@@ -26,3 +28,10 @@ def test_variable_length_boxes_stay_lists():
     assert isinstance(batch["targets"]["boxes"], list)
     assert batch["targets"]["boxes"][1].shape == (0, 4)
     assert batch["present"]["boxes"].tolist() == [True, False]
+
+
+def test_images_of_different_sizes_are_a_data_error_naming_them():
+    samples = [{"image": torch.zeros(1, 8, 16, 16), "name": "a"}, {"image": torch.zeros(1, 10, 16, 16), "name": "b"}]
+    with pytest.raises(DataError, match="batch_size: 1") as info:
+        collate_samples(samples)
+    assert info.value.path == "b" and "'a'" in info.value.problem and "[1, 10, 16, 16]" in info.value.problem

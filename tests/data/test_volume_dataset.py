@@ -16,7 +16,6 @@ from medmtl.data.records import Record
 from medmtl.data.volume_dataset import VolumeDataset, crop_or_pad
 from medmtl.data.volume_io import VolumeGeometry, resample_to_reference, write_volume
 from medmtl.errors import DataError
-from medmtl.paths import data_root
 
 SHAPE = (12, 16, 16)  # (z, y, x)
 GEOMETRY = VolumeGeometry((16, 16, 12), (0.8, 0.8, 2.0), (-6.0, -6.0, -12.0))
@@ -295,14 +294,6 @@ def test_build_3d_phantoms():
 
 
 # ------------------------------------------------------------------------------------------ real data
-@pytest.fixture(scope="module")
-def volumes_root():
-    root = data_root()
-    if root is None or not (root / "volumes").is_dir():
-        pytest.skip("real volumes not found: set MEDMTL_DATA to the folder holding volumes/ (default ../shared/data)")
-    return root / "volumes"
-
-
 @pytest.mark.realdata
 @needs_sitk
 def test_real_lidc_nodule(volumes_root):

@@ -22,7 +22,6 @@ from medmtl.data.volume_io import (
     write_volume,
 )
 from medmtl.errors import DataError, MissingExtraError
-from medmtl.paths import data_root
 
 sitk = pytest.importorskip("SimpleITK", reason="the optional extra 'volumes' (SimpleITK) is not installed")
 
@@ -248,14 +247,6 @@ def test_missing_simpleitk_names_the_extra(monkeypatch, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ real data
-@pytest.fixture(scope="module")
-def volumes_root():
-    root = data_root()
-    if root is None or not (root / "volumes").is_dir():
-        pytest.skip("real volumes not found: set MEDMTL_DATA to the folder holding volumes/ (default ../shared/data)")
-    return root / "volumes"
-
-
 @pytest.mark.realdata
 def test_real_nrrd_image_and_label_share_a_grid(volumes_root):
     image_path, label_path = volumes_root / "brain1_image.nrrd", volumes_root / "brain1_label.nrrd"

@@ -11,12 +11,18 @@ from typing import Any
 import torch
 
 from medmtl.data.sample import LIST_KEYS, RESERVED_KEYS, Batch, Sample
+from medmtl.errors import DataError
 
 
 def collate_samples(samples: list[Sample]) -> Batch:
-    """Stack samples into a batch, recording per task which samples have a target."""
-    images = torch.stack([s["image"] for s in samples])
+    """Stack samples into a batch, recording per task which samples have a target.
+
+    Images of different sizes cannot share a batch: a :class:`DataError` names two of them and
+    their shapes (volumes kept whole with ``data.volume.crop: none`` need ``data.batch_size: 1``).
+    """
     names = [str(s.get("name", i)) for i, s in enumerate(samples)]
+    _check_same_size(samples, names)
+    images = torch.stack([s["image"] for s in samples])
     keys = sorted({k for s in samples for k in s if k not in RESERVED_KEYS})
     targets: dict[str, Any] = {}
     present: dict[str, torch.Tensor] = {}
@@ -33,3 +39,13 @@ def collate_samples(samples: list[Sample]) -> Batch:
             [torch.as_tensor(s[key]) if key in s else torch.zeros_like(template) for s in samples]
         )
     return {"image": images, "name": names, "targets": targets, "present": present}
+
+
+def _check_same_size(samples: list[Sample], names: list[str]) -> None:
+    first = tuple(samples[0]["image"].shape)
+    for name, sample in zip(names[1:], samples[1:]):
+        shape = tuple(sample["image"].shape)
+        if shape != first:
+            raise DataError(name, f"image of shape {list(shape)} cannot share a batch with '{names[0]}' of shape "
+                                  f"{list(first)}: crop or resize to data.image_size (for volumes data.volume.crop: "
+                                  "center or mask), or set data.batch_size: 1")

@@ -29,7 +29,8 @@ from medmtl.data.sample import Sample, Transform
 from medmtl.data.stain import RandomHEDJitter
 
 
-def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
+def draw_uniform(low: float, high: float, generator: torch.Generator | None) -> float:
+    """A uniform draw in [low, high) from ``generator`` (else torch's global RNG)."""
     return low + (high - low) * float(torch.rand((), generator=generator))
 
 
@@ -131,12 +132,12 @@ class RandomHorizontalFlip(Transform):
         self.p = p
 
     def apply(self, sample: Sample, generator: torch.Generator | None) -> Sample:
-        return hflip(sample) if _uniform(0, 1, generator) < self.p else sample
+        return hflip(sample) if draw_uniform(0, 1, generator) < self.p else sample
 
 
 class RandomVerticalFlip(RandomHorizontalFlip):
     def apply(self, sample: Sample, generator: torch.Generator | None) -> Sample:
-        return vflip(sample) if _uniform(0, 1, generator) < self.p else sample
+        return vflip(sample) if draw_uniform(0, 1, generator) < self.p else sample
 
 
 # --------------------------------------------------------------------------- resampling on a grid
@@ -194,8 +195,8 @@ class RandomRotation(Transform):
         self.p = p
 
     def apply(self, sample: Sample, generator: torch.Generator | None) -> Sample:
-        apply = _uniform(0, 1, generator) < self.p
-        angle = _uniform(-self.degrees, self.degrees, generator)
+        apply = draw_uniform(0, 1, generator) < self.p
+        angle = draw_uniform(-self.degrees, self.degrees, generator)
         return rotate(sample, angle) if apply and self.degrees > 0 else sample
 
 
@@ -229,7 +230,7 @@ class RandomElastic(Transform):
         self.p = p
 
     def apply(self, sample: Sample, generator: torch.Generator | None) -> Sample:
-        apply = _uniform(0, 1, generator) < self.p
+        apply = draw_uniform(0, 1, generator) < self.p
         coarse = torch.rand((1, 2, self.control_points, self.control_points), generator=generator) * 2 - 1
         if not apply or self.magnitude <= 0:
             return sample
@@ -260,10 +261,10 @@ class RandomIntensity(Transform):
 
     def apply(self, sample: Sample, generator: torch.Generator | None) -> Sample:
         s = self.strength
-        apply = _uniform(0, 1, generator) < self.p
-        brightness = _uniform(-s, s, generator)
-        contrast = _uniform(1 - s, 1 + s, generator)
-        gamma = math.exp(_uniform(-s, s, generator))
+        apply = draw_uniform(0, 1, generator) < self.p
+        brightness = draw_uniform(-s, s, generator)
+        contrast = draw_uniform(1 - s, 1 + s, generator)
+        gamma = math.exp(draw_uniform(-s, s, generator))
         if not apply or s <= 0:
             return sample
         out = dict(sample)
@@ -272,7 +273,8 @@ class RandomIntensity(Transform):
 
 
 # ------------------------------------------------------------------------------------------ build
-def _option(config: Any, key: str, default: Any) -> Any:
+def config_option(config: Any, key: str, default: Any) -> Any:
+    """``config.key`` (a pydantic model or a dict; None: ``default``)."""
     if config is None:
         return default
     if isinstance(config, dict):
@@ -293,19 +295,19 @@ def build_transforms(aug_config: Any, image_size: int | tuple[int, int] | None, 
         transforms.append(Resize(image_size))
     if not train:
         return Compose(transforms)
-    if _option(aug_config, "hflip", False):
+    if config_option(aug_config, "hflip", False):
         transforms.append(RandomHorizontalFlip(0.5))
-    if _option(aug_config, "vflip", False):
+    if config_option(aug_config, "vflip", False):
         transforms.append(RandomVerticalFlip(0.5))
-    degrees = float(_option(aug_config, "rotate_degrees", 0.0) or 0.0)
+    degrees = float(config_option(aug_config, "rotate_degrees", 0.0) or 0.0)
     if degrees > 0:
         transforms.append(RandomRotation(degrees))
-    if _option(aug_config, "elastic", False):
-        transforms.append(RandomElastic(magnitude=float(_option(aug_config, "elastic_magnitude", 0.03)), p=0.5))
-    hed = float(_option(aug_config, "hed", 0.0) or 0.0)
+    if config_option(aug_config, "elastic", False):
+        transforms.append(RandomElastic(magnitude=float(config_option(aug_config, "elastic_magnitude", 0.03)), p=0.5))
+    hed = float(config_option(aug_config, "hed", 0.0) or 0.0)
     if hed > 0:
         transforms.append(RandomHEDJitter(hed))
-    strength = float(_option(aug_config, "intensity", 0.0) or 0.0)
+    strength = float(config_option(aug_config, "intensity", 0.0) or 0.0)
     if strength > 0:
         transforms.append(RandomIntensity(strength))
     return Compose(transforms)

@@ -37,15 +37,11 @@ import torch
 import torch.nn.functional as F
 
 from medmtl.data.sample import Sample, Transform
-from medmtl.data.transforms import Compose, RandomIntensity, adjust_intensity
+from medmtl.data.transforms import Compose, RandomIntensity, adjust_intensity, config_option, draw_uniform
 from medmtl.errors import ConfigError
 
 Axis = Literal["x", "y", "z"]
 AXIS_DIMS = {"x": -1, "y": -2, "z": -3}  # the same negative dims index image [C, D, H, W] and mask [D, H, W]
-
-
-def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
-    return low + (high - low) * float(torch.rand((), generator=generator))
 
 
 def _check_volume(sample: Sample) -> None:
@@ -100,7 +96,7 @@ class RandomFlip3d(Transform):
         self.p = p
 
     def apply(self, sample: Sample, generator: torch.Generator | None) -> Sample:
-        return flip3d(sample, self.axis) if _uniform(0, 1, generator) < self.p else sample
+        return flip3d(sample, self.axis) if draw_uniform(0, 1, generator) < self.p else sample
 
 
 class RandomRot90(Transform):
@@ -170,21 +166,13 @@ class RandomAffine3d(Transform):
         self.p = p
 
     def apply(self, sample: Sample, generator: torch.Generator | None) -> Sample:
-        apply = _uniform(0, 1, generator) < self.p
-        angle = _uniform(-self.degrees, self.degrees, generator)
-        zoom = _uniform(1 - self.scale, 1 + self.scale, generator)
+        apply = draw_uniform(0, 1, generator) < self.p
+        angle = draw_uniform(-self.degrees, self.degrees, generator)
+        zoom = draw_uniform(1 - self.scale, 1 + self.scale, generator)
         return affine3d(sample, angle, zoom) if apply else sample
 
 
 # ------------------------------------------------------------------------------------------- build
-def _option(config: Any, key: str, default: Any) -> Any:
-    if config is None:
-        return default
-    if isinstance(config, dict):
-        return config.get(key, default)
-    return getattr(config, key, default)
-
-
 def build_volume_transforms(aug_config: Any, train: bool) -> Compose:
     """The augmentations of a volume split: the enabled ones when ``train``, else none.
 
@@ -193,23 +181,23 @@ def build_volume_transforms(aug_config: Any, train: bool) -> Compose:
     intensity (:class:`~medmtl.data.transforms.RandomIntensity`, shape-agnostic). Asking for
     ``hed`` or ``elastic`` raises a :class:`~medmtl.errors.ConfigError`, in any split.
     """
-    if float(_option(aug_config, "hed", 0.0) or 0.0) > 0:
+    if float(config_option(aug_config, "hed", 0.0) or 0.0) > 0:
         raise ConfigError("data.augment.hed", "is 2D only")
-    if _option(aug_config, "elastic", False):
+    if config_option(aug_config, "elastic", False):
         raise ConfigError("data.augment.elastic", "is 2D only")
     if not train:
         return Compose([])
     transforms: list[Transform] = []
     for key, axis in (("hflip", "x"), ("vflip", "y"), ("zflip", "z")):
-        if _option(aug_config, key, False):
+        if config_option(aug_config, key, False):
             transforms.append(RandomFlip3d(axis, 0.5))
-    if _option(aug_config, "rot90", False):
+    if config_option(aug_config, "rot90", False):
         transforms.append(RandomRot90())
-    degrees = float(_option(aug_config, "rotate_degrees", 0.0) or 0.0)
-    scale = float(_option(aug_config, "scale", 0.0) or 0.0)
+    degrees = float(config_option(aug_config, "rotate_degrees", 0.0) or 0.0)
+    scale = float(config_option(aug_config, "scale", 0.0) or 0.0)
     if degrees > 0 or scale > 0:
         transforms.append(RandomAffine3d(degrees, scale))
-    strength = float(_option(aug_config, "intensity", 0.0) or 0.0)
+    strength = float(config_option(aug_config, "intensity", 0.0) or 0.0)
     if strength > 0:
         transforms.append(RandomIntensity(strength))
     return Compose(transforms)
