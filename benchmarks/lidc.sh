@@ -35,3 +35,7 @@ done
 for run in "$out"/compare/*/split1 "$out/mtms" "$out/rating"; do
   [ -f "$run/metrics_test.json" ] || "$medmtl" evaluate "$run" --split test
 done
+# the finished single- and multi-task models paired on the same test nodules
+"$medmtl" compare benchmarks/configs/lidc-mtl.yaml --out "$out/compare" --splits 1 --single malignancy,segmentation \
+  --no-report --pair-on test "${common[@]}"
+"$python" benchmarks/lidc_summary.py "$out"

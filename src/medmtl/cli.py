@@ -134,9 +134,12 @@ def compare(
     report: Annotated[bool, typer.Option(help="write each run's report/ (ROC/FROC curves, overlays)")] = True,
     balancers: Annotated[Optional[str], typer.Option(help="comma-separated loss balancers: one multi-task model "
                                                           "each (default: the configuration's)")] = None,
+    pair_on: Annotated[str, typer.Option(help="split whose images the paired differences use: val, or test "
+                                              "(a held-out test split, after the models are chosen on val)")] = "val",
 ) -> None:
     """Train each task alone and all tasks together on each split; tabulate mean ± std and the paired
-    differences multi − single on the same validation images (95% intervals, Δm%, a verdict per task)."""
+    differences multi − single on the same validation (or, with --pair-on test, test) images (95% intervals,
+    Δm%, a verdict per task)."""
     try:
         from medmtl.compare import run_comparison
         from medmtl.config import load_config
@@ -149,7 +152,7 @@ def compare(
         cfg = load_config(config, overrides or [])
         chosen = [s.strip() for s in single.split(",")] if single else None
         methods = [b.strip() for b in balancers.split(",") if b.strip()] if balancers else None
-        run_comparison(cfg, out, split_numbers, chosen, report=report, balancers=methods)
+        run_comparison(cfg, out, split_numbers, chosen, report=report, balancers=methods, pair_on=pair_on)
         typer.echo((out / "comparison.md").read_text())
     except MedMTLError as error:
         _fail(error)

@@ -93,12 +93,14 @@ def for_fold(config: RunConfig, fold: int) -> RunConfig:
 
 def run_comparison(config: RunConfig, out_dir: Path, splits: list[int], single: list[str] | None = None,
                    report: bool = False, balancers: list[str] | None = None,
-                   n_bootstrap: int | None = None) -> dict[str, Any]:
+                   n_bootstrap: int | None = None, pair_on: str = "val") -> dict[str, Any]:
     """Train (or read, when finished) every variant on every split, then compare them.
 
     Returns (and writes to ``comparison.json``) ``{"variants": summarize(...), "paired":
-    paired_comparison(...)}``; ``report`` writes each new run's report/. ``n_bootstrap`` (default
-    ``trainer.n_bootstrap``) resamples give the paired intervals.
+    paired_comparison(...), "paired_on": pair_on}``; ``report`` writes each new run's report/.
+    ``n_bootstrap`` (default ``trainer.n_bootstrap``) resamples give the paired intervals; ``pair_on``
+    names the split whose images are paired (``val``, or ``test`` for a held-out test split, once
+    the models are chosen).
     """
     from medmtl.training.run import train
 
@@ -116,7 +118,8 @@ def run_comparison(config: RunConfig, out_dir: Path, splits: list[int], single: 
             results[name][split] = train(for_fold(variant, split), run_dir, report=report).metrics
     n_resamples = config.trainer.n_bootstrap if n_bootstrap is None else n_bootstrap
     comparison = {"variants": summarize(results, metric_names),
-                  "paired": paired_comparison(run_dirs, splits, n_resamples, config.seed)}
+                  "paired": paired_comparison(run_dirs, splits, n_resamples, config.seed, pair_on),
+                  "paired_on": pair_on}
     atomic_write_json(out_dir / "comparison.json", comparison)
     figure = plot_paired(comparison["paired"], out_dir / "paired_differences.png")
     atomic_write_text(out_dir / "comparison.md", markdown(comparison, splits, figure))
@@ -124,8 +127,8 @@ def run_comparison(config: RunConfig, out_dir: Path, splits: list[int], single: 
 
 
 def paired_comparison(run_dirs: dict[str, dict[int, Path]], splits: list[int], n_resamples: int,
-                      seed: int = 0) -> dict[str, Any]:
-    """Every multi-task variant against each single-task model, on the same validation images.
+                      seed: int = 0, split_name: str = "val") -> dict[str, Any]:
+    """Every multi-task variant against each single-task model, on the same images of ``split_name``.
 
     ``{variant: {"splits": {split: {"tasks": {task: {metric: {multi, single, delta, delta_ci95,
     verdict}}}, "delta_m", "delta_m_ci95"}}, "tasks": {task: {metric: {"delta_mean", "delta_std",
@@ -135,7 +138,7 @@ def paired_comparison(run_dirs: dict[str, dict[int, Path]], splits: list[int], n
 
     def evaluated(run_dir: Path) -> tuple[Any, dict, dict]:
         if run_dir not in cache:
-            cache[run_dir] = _validation_summaries(run_dir)
+            cache[run_dir] = _split_summaries(run_dir, split_name)
         return cache[run_dir]
 
     singles = {name[len(SINGLE_PREFIX):]: dirs for name, dirs in run_dirs.items() if name.startswith(SINGLE_PREFIX)}
@@ -162,8 +165,9 @@ def paired_comparison(run_dirs: dict[str, dict[int, Path]], splits: list[int], n
     return out
 
 
-def _validation_summaries(run_dir: Path) -> tuple[Any, dict, dict]:
-    """The run's best model and its per-sample summaries (with sample names) on its validation split."""
+def _split_summaries(run_dir: Path, split_name: str) -> tuple[Any, dict, dict]:
+    """The run's best model and its per-sample summaries (with sample names) on one of its splits
+    (``val`` falls back to ``train`` for data without a validation split)."""
     from medmtl.evaluation import collect_summaries
     from medmtl.training.loaders import build_run_datasets, evaluation_loader
     from medmtl.training.run import load_run
@@ -171,7 +175,9 @@ def _validation_summaries(run_dir: Path) -> tuple[Any, dict, dict]:
     config, model = load_run(run_dir)
     datasets = build_run_datasets(config, model)
     names: dict[str, list[str]] = {}
-    loader = evaluation_loader(config, datasets["val" if "val" in datasets else "train"])
+    if split_name not in datasets and split_name != "val":
+        raise ConfigError("--pair-on", f"the runs' data have no '{split_name}' split (they have {sorted(datasets)})")
+    loader = evaluation_loader(config, datasets[split_name if split_name in datasets else "train"])
     return model, collect_summaries(model, loader, description=f"pairing {run_dir.name}", names=names), names
 
 
@@ -228,7 +234,8 @@ def markdown(comparison: dict[str, Any], splits: list[int], figure: Path | None 
     paired = comparison.get("paired") or {}
     if not paired:
         return "\n".join(lines) + "\n"
-    lines += ["", "## Did multi-task help? Paired differences (multi − single, same validation images)", "",
+    images = {"val": "validation"}.get(comparison.get("paired_on", "val"), comparison.get("paired_on"))
+    lines += ["", f"## Did multi-task help? Paired differences (multi − single, same {images} images)", "",
               "Per split: the difference with its paired bootstrap 95% interval. Verdict per task: *helped* "
               "(*hurt*) when some split's interval lies entirely on the better (worse) side of 0 and none on the "
               "other, *mixed* when both happen, else *no evidence*. Δm%: mean relative change over the metrics "

@@ -39,14 +39,24 @@ def test_mtms_3d_trains_resumes_reports_and_predicts_volumes(tmp_path):
     assert mask.GetOrigin() == pytest.approx((10.0, -4.0, 3.0))
 
 
-def test_compare_mtms_3d_single_vs_multi(tmp_path):
+def test_compare_mtms_3d_single_vs_multi_paired_on_val_then_test(tmp_path):
     out = tmp_path / "cmp"
-    result = run_cli("compare", "mtms-3d", "--out", str(out), "--single", "outcome,segmentation", "--no-report",
-                     *TINY, "trainer.max_epochs=1")
+    args = ["compare", "mtms-3d", "--out", str(out), "--single", "outcome,segmentation", "--no-report", *TINY,
+            "data.phantom.n_test=6", "trainer.max_epochs=1"]
+    result = run_cli(*args)
     assert result.returncode == 0, result.stdout + result.stderr
     comparison = json.loads((out / "comparison.json").read_text())
     tasks = comparison["paired"]["multi-task"]["tasks"]
     assert set(tasks) == {"outcome", "segmentation"} and "verdict" in tasks["segmentation"]["dice"]
+    assert comparison["paired_on"] == "val" and comparison["paired"]["multi-task"]["splits"]["1"]["n"]["outcome"] == 8
+
+    result = run_cli(*args, "--pair-on", "test")  # the finished runs are read, not trained again
+    assert result.returncode == 0, result.stdout + result.stderr
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["paired_on"] == "test" and comparison["paired"]["multi-task"]["splits"]["1"]["n"]["outcome"] == 6
+    assert "same test images" in (out / "comparison.md").read_text()
+    result = run_cli(*args, "--pair-on", "holdout")
+    assert result.returncode == 2 and "--pair-on" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_detection_in_3d_is_refused_before_any_work(tmp_path):
