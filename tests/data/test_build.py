@@ -143,3 +143,9 @@ def test_boxes_from_masks_is_passed_to_every_split():
     detection = build_datasets(cfg, boxes_from_masks=True)
     assert all(d.boxes_from_masks and d.available_targets()["boxes"] == len(d) for d in detection.values())
     assert detection["val"][0]["boxes"].shape[-1] == 4
+
+
+def test_phantoms_at_a_non_square_image_size():
+    cfg = DataConfig.model_validate({"kind": "phantom", "image_size": [32, 48], "phantom": {"n_train": 2, "n_val": 1}})
+    sample = build_datasets(cfg)["train"][0]
+    assert sample["image"].shape == (1, 32, 48) and sample["mask"].shape == (32, 48)

@@ -154,7 +154,7 @@ def _manifest_records(cfg: DataConfig, root: Path | None) -> list[Record]:
 
 def _phantom_records(cfg: DataConfig) -> dict[str, list[Record]]:
     ph = cfg.phantom
-    size = ph.image_size or cfg.image_size
+    size = ph.image_size or max(cfg.image_shape)  # drawn square, resized to a non-square image_size
     offset = 3 * (cfg.fold or 0)  # another fold of a comparison draws other phantoms
     counts = {"train": ph.n_train, "val": ph.n_val, "test": ph.n_test}
     out = {}
