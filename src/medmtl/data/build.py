@@ -61,18 +61,11 @@ def _volume_datasets(cfg: DataConfig, records: dict[str, list[Record]]) -> dict[
 
 def _volume_augmentation(cfg: DataConfig) -> Transform | None:
     """The 3D training augmentation of ``cfg.augment`` (:mod:`medmtl.data.volume_transforms`), None when
-    it has no transforms or that module is not there."""
-    module = "medmtl.data.volume_transforms"
-    try:
-        from medmtl.data.volume_transforms import build_volume_transforms
-    except ImportError as exc:
-        if exc.name == module:
-            return None
-        raise
+    it has no transforms."""
+    from medmtl.data.volume_transforms import build_volume_transforms
+
     transform = build_volume_transforms(cfg.augment, train=True)
-    if transform is None or (hasattr(transform, "__len__") and len(transform) == 0):
-        return None
-    return transform
+    return transform if len(transform) else None
 
 
 def _grid_datasets(cfg: DataConfig) -> dict[str, GridDataset]:

@@ -7,10 +7,10 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from medmtl.data.boxes import box_targets_from_mask, check_boxes
 from medmtl.data.image_io import array_to_chw, image_size, read_image, read_mask
+from medmtl.data.record_dataset import RecordDataset
 from medmtl.data.records import Record
 from medmtl.data.sample import Sample
 from medmtl.data.transforms import resize
@@ -38,7 +38,7 @@ def _size_text(shape: Sequence[int]) -> str:
     return f"{width}x{height} (width x height)"
 
 
-class MultiTaskDataset(Dataset):
+class MultiTaskDataset(RecordDataset):
     """Samples of ``records``: ``"image"`` ``[channels, H, W]`` in [0, 1] (``image_size``: an int for
     square images or ``(H, W)``), ``"name"``
     and the targets each record has (``label``, ``mask``, ``boxes``/``box_labels``, ``value``,
@@ -80,9 +80,6 @@ class MultiTaskDataset(Dataset):
         self.boxes_from_masks = boxes_from_masks
         self._cache: dict[int, Sample] = {}
 
-    def __len__(self) -> int:
-        return len(self.records)
-
     def __repr__(self) -> str:
         return (f"MultiTaskDataset({len(self)} samples, channels={self.channels}, image_size={self.image_size}, "
                 f"targets={self.available_targets()})")
@@ -94,13 +91,6 @@ class MultiTaskDataset(Dataset):
         for record in self.records:
             counts.update(record.available_targets(self.boxes_from_masks))
         return dict(sorted(counts.items()))
-
-    def labels(self) -> list[int | None]:
-        """Class label of every sample (``None`` where unlabelled), e.g. for stratification."""
-        return [record.label for record in self.records]
-
-    def names(self) -> list[str]:
-        return [record.name for record in self.records]
 
     def source_size(self, index: int) -> tuple[int, int]:
         """``(height, width)`` of sample ``index``'s image as stored, before resizing (reads the header only)."""

@@ -12,10 +12,10 @@ from collections import Counter
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from medmtl.data.sample import Sample
 from medmtl.data.dataset import target_tensors
+from medmtl.data.record_dataset import RecordDataset
 from medmtl.data.records import Record
 from medmtl.errors import DataError
 from medmtl.grid_store import open_grid
@@ -44,7 +44,7 @@ def _uniform(low: int, high: int) -> int:
     return int(torch.randint(low, high + 1, ()))
 
 
-class GridDataset(Dataset):
+class GridDataset(RecordDataset):
     """Grids of ``channels`` embedding maps cut to ``size × size`` cells, with the records' targets."""
 
     def __init__(self, records: list[Record], channels: int, size: int, train: bool = False,
@@ -57,20 +57,11 @@ class GridDataset(Dataset):
         self.cache = cache
         self._grids: dict[int, np.ndarray] = {}
 
-    def __len__(self) -> int:
-        return len(self.records)
-
     def available_targets(self) -> dict[str, int]:
         counts: Counter[str] = Counter()
         for record in self.records:
             counts.update(k for k, v in record.targets.items() if v is not None)
         return dict(sorted(counts.items()))
-
-    def labels(self) -> list[int | None]:
-        return [record.label for record in self.records]
-
-    def names(self) -> list[str]:
-        return [record.name for record in self.records]
 
     def source_size(self, index: int) -> None:
         """Grids have no picture size to map predictions back to."""

@@ -25,11 +25,11 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
 
 from medmtl.data.config import VolumeConfig
 from medmtl.data.dataset import target_tensors
 from medmtl.data.image_io import LUMA, _scale_to_unit
+from medmtl.data.record_dataset import RecordDataset
 from medmtl.data.records import BOX_TARGETS, Record
 from medmtl.data.sample import Sample
 from medmtl.data.volume_io import (
@@ -71,7 +71,7 @@ def crop_or_pad(array: np.ndarray, start: Sequence[int], size: Sequence[int], va
     return out
 
 
-class VolumeDataset(Dataset):
+class VolumeDataset(RecordDataset):
     """Samples of volume ``records``: ``"image"`` FloatTensor ``[channels, D, H, W]`` (= ``[C, z, y, x]``),
     ``"name"``, ``"mask"`` LongTensor ``[D, H, W]`` where the record has one, and its other targets
     (``label``, ``value``, ``survival``; boxes are 2D only). See the module docstring for the
@@ -102,9 +102,6 @@ class VolumeDataset(Dataset):
         self._cache: dict[int, Sample] = {}
         self._grids: dict[int, tuple[VolumeGeometry | None, VolumeGeometry]] = {}
 
-    def __len__(self) -> int:
-        return len(self.records)
-
     def __repr__(self) -> str:
         return (f"VolumeDataset({len(self)} samples, channels={self.channels}, image_shape={self.image_shape}, "
                 f"train={self.train}, targets={self.available_targets()})")
@@ -116,12 +113,6 @@ class VolumeDataset(Dataset):
         for record in self.records:
             counts.update(record.available_targets() - BOX_TARGETS)
         return dict(sorted(counts.items()))
-
-    def labels(self) -> list[int | None]:
-        return [record.label for record in self.records]
-
-    def names(self) -> list[str]:
-        return [record.name for record in self.records]
 
     def source_size(self, index: int) -> Shape3:
         """``(z, y, x)`` size of sample ``index``'s volume as stored (a file's header only is read)."""
