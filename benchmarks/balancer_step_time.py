@@ -2,7 +2,9 @@
 
 One fixed batch of phantom images, ``small_cnn``; forward, the per-task gradients a gradient-level
 balancer needs (the training module's own code path), backward and an AdamW step, all in this one
-process. Prints a Markdown table of median step times and their ratio to equal weights.
+process, every balancer's step taken in turn in each round (``time_interleaved``: the machine's load
+drifts over all of them alike). Prints a Markdown table of median step times and their ratio to
+equal weights.
 
     .venv/bin/python benchmarks/balancer_step_time.py --size 64 --batch 16 --steps 8
 """
@@ -13,7 +15,7 @@ import argparse
 import statistics
 
 import torch
-from training_steps import time_training_steps
+from training_steps import time_interleaved, training_stepper
 
 from medmtl.balancing import BALANCERS, create_balancer
 from medmtl.config import OptimConfig
@@ -36,12 +38,11 @@ TASK_SETS = {
 }
 
 
-def time_balancer(name: str, level: str | None, tasks: int, batch: dict, steps: int, warmup: int) -> list[float]:
+def make_module(name: str, level: str | None, tasks: int) -> MultiTaskModule:
     torch.manual_seed(0)
     model = MultiTaskModel(create_encoder("small_cnn", in_channels=1, width=16, stages=4), TASK_SETS[tasks]())
     options = {"level": level} if level else {}
-    module = MultiTaskModule(model, create_balancer(name, list(model.tasks), None, options), OptimConfig())
-    return time_training_steps(module, batch, steps, warmup)
+    return MultiTaskModule(model, create_balancer(name, list(model.tasks), None, options), OptimConfig())
 
 
 def main() -> None:
@@ -59,17 +60,18 @@ def main() -> None:
     print(f"small_cnn (width 16, 4 scales), {args.batch} images of {args.size}×{args.size}, {args.threads} threads, "
           f"median of {args.steps} steps after {args.warmup} warm-up steps\n")
     print("| balancer | level | 2 tasks (s) | × equal | 4 tasks (s) | × equal |\n|---|---|---|---|---|---|")
-    reference: dict[int, float] = {}
-    rows = [("equal", None), *((name, None) for name in ("fixed", "uncertainty", "dwa", "rlw"))]
+    loss_level = sorted(name for name, spec in BALANCERS.items() if spec.cls.gradients is None and name != "equal")
     gradient = sorted(name for name, spec in BALANCERS.items() if spec.cls.gradients is not None)
+    rows = [("equal", None), *((name, None) for name in loss_level)]
     rows += [(name, level) for level in ("representation", "shared") for name in gradient]
-    for name, level in rows:
-        cells = []
-        for tasks in (2, 4):
-            median = statistics.median(time_balancer(name, level, tasks, batch, args.steps, args.warmup))
-            reference.setdefault(tasks, median)
-            cells += [f"{median:.3f}", f"{median / reference[tasks]:.2f}"]
-        print(f"| {name} | {level or 'loss'} | " + " | ".join(cells) + " |", flush=True)
+    medians: dict[tuple[str, str | None], list[float]] = {row: [] for row in rows}
+    for tasks in (2, 4):
+        steppers = {row: training_stepper(make_module(*row, tasks), batch) for row in rows}
+        for row, times in time_interleaved(steppers, args.steps, args.warmup).items():
+            medians[row].append(statistics.median(times))
+    for (name, level), (two, four) in medians.items():
+        equal_two, equal_four = medians[("equal", None)]
+        print(f"| {name} | {level or 'loss'} | {two:.3f} | {two / equal_two:.2f} | {four:.3f} | {four / equal_four:.2f} |")
 
 
 if __name__ == "__main__":

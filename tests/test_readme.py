@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import yaml
+
 from helpers import make_samples
 
 from medmtl.data.collate import collate_samples
@@ -28,3 +30,12 @@ def test_readme_commands_exist():
     makefile = (README.parent / "Makefile").read_text()
     assert "\ndemo:" in makefile and "\ntest:" in makefile
     assert "make test" in (README.parent / ".ci" / "run").read_text()
+
+
+def test_readme_data_kinds_are_valid_data_sections():
+    from medmtl.data.config import DataConfig
+
+    block = re.search(r"### Data kinds.*?```yaml\n(.*?)```", README.read_text(), flags=re.S).group(1)
+    chunks = re.split(r"\n(?=data:)", block.split("\n", 1)[1].strip())  # after the "# one of:" line
+    kinds = [DataConfig(**yaml.safe_load(chunk)["data"]).kind for chunk in chunks]
+    assert sorted(set(kinds)) == ["busi", "grid", "manifest", "npz", "phantom"]

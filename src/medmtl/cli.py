@@ -16,6 +16,28 @@ app = typer.Typer(help="Multi-task deep learning on medical images.", no_args_is
                   pretty_exceptions_enable=False, add_completion=False)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from medmtl import __version__
+
+        typer.echo(f"medmtl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars or tables: only warnings, errors "
+                                                              "and the paths written")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="print medmtl's version and exit")] = False,
+) -> None:
+    """Multi-task deep learning on medical images."""
+    from medmtl.console import quiet_dependencies, set_quiet
+
+    quiet_dependencies()
+    set_quiet(quiet)
+
+
 @app.command()
 @_writes_to()
 def train(
@@ -34,6 +56,8 @@ def train(
         result = run_training(cfg, out, resume=resume, report=report)
         if result.metrics:
             _show(result.metrics, "validation metrics (best checkpoint)")
+        if result.test_metrics:
+            _show(result.test_metrics, "test metrics (best checkpoint; metrics_test.json)")
         if result.report is not None:
             console.print(f"report: {result.report}")
     except MedMTLError as error:
@@ -91,23 +115,73 @@ def evaluate(
 @app.command()
 @_writes_to()
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `medmtl train`")],
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `medmtl train` (--backend onnxruntime: "
+                                                 "an .onnx file made by `medmtl export`)")],
     images: Annotated[list[Path], typer.Argument(help="image files (PNG, JPEG, TIFF…); volumes (NIfTI, NRRD, MHA) for a 3D model; grid stores (.zarr) for a slide-level model")],
     out: Annotated[Path, typer.Option("--out", help="output folder")],
     checkpoint: Annotated[str, typer.Option(
         help="best, last (end of the last finished epoch) or the path of a .ckpt file of this run")] = "best",
+    backend: Annotated[str, typer.Option(help="torch (a run directory) or onnxruntime (an exported .onnx file; "
+                                              "the same prediction files)")] = "torch",
 ) -> None:
     """Predict class probabilities, masks (PNG; NIfTI on the input grid for volumes) and boxes (COCO JSON) for image files."""
     try:
+        from medmtl.errors import ConfigError
         from medmtl.predict import predict_files
-        from medmtl.training.run import load_run_checkpoint
 
-        cfg, model, used = load_run_checkpoint(run_dir, checkpoint)
-        console.print(f"checkpoint: {used.describe()}", markup=False, soft_wrap=True)
+        if backend == "onnxruntime":
+            from medmtl.exported import OnnxRuntimeModel
+
+            if checkpoint != "best":
+                raise ConfigError("--checkpoint", "applies to the torch backend; an .onnx file holds the weights of "
+                                                  "the checkpoint it was exported from (medmtl export --checkpoint)")
+            model = OnnxRuntimeModel(run_dir)
+            cfg = model.config
+            made = model.metadata.checkpoint or {}
+            console.print(f"model: {run_dir} (onnxruntime; exported from {made.get('checkpoint', 'an unknown checkpoint')})",
+                          markup=False, soft_wrap=True)
+        elif backend == "torch":
+            from medmtl.training.run import load_run_checkpoint
+
+            if run_dir.suffix.lower() == ".onnx" and run_dir.is_file():
+                raise ConfigError("--backend", f"{run_dir} is an ONNX file: predict with it by --backend onnxruntime")
+            cfg, model, used = load_run_checkpoint(run_dir, checkpoint)
+            console.print(f"checkpoint: {used.describe()}", markup=False, soft_wrap=True)
+        else:
+            raise ConfigError("--backend", f"unknown backend '{backend}'; choose torch or onnxruntime")
         predict_files(cfg, model, list(images), out)
         console.print(f"wrote predictions for {len(images)} image(s) to {out}")
     except MedMTLError as error:
         _fail(error)
+
+
+@app.command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `medmtl train`")],
+    out: Annotated[Path, typer.Option("--out", help="file to write (model.onnx, model.pt)")],
+    format: Annotated[str, typer.Option("--format", help="onnx (for onnxruntime) or torchscript")] = "onnx",
+    checkpoint: Annotated[str, typer.Option(
+        help="best, last (end of the last finished epoch) or the path of a .ckpt file of this run")] = "best",
+) -> None:
+    """Export a run's model (every head but detection) to ONNX or TorchScript, with a dynamic batch (and
+    spatial size) and the run's configuration inside; `medmtl predict --backend onnxruntime FILE.onnx` runs it."""
+    try:
+        from medmtl.export import check_format, export_run
+
+        check_format(format)
+        result, used = export_run(run_dir, out, format, checkpoint)
+        console.print(f"checkpoint: {used.describe()}", markup=False, soft_wrap=True)
+        console.print(f"wrote {result.describe()}", markup=False, soft_wrap=True)
+    except MedMTLError as error:
+        _fail(error)
+    except OSError as error:  # --out on a full or read-only disk, in a folder without write permission
+        import errno
+
+        from medmtl.errors import DataError
+
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise
+        _fail(DataError(error.filename or out, f"cannot be written ({error.strerror or error})"))
 
 
 @app.command()
@@ -258,14 +332,29 @@ def presets() -> None:
     from medmtl.config import PRESETS_DIR
 
     for path in sorted(PRESETS_DIR.glob("*.yaml")):
-        first = path.read_text().splitlines()[0].lstrip("# ").strip()
-        typer.echo(f"{path.stem:24s} {first}")
+        typer.echo(f"{path.stem:16s} {preset_description(path)}")
+
+
+def preset_description(path: Path) -> str:
+    """The first sentence of the comment block a preset file starts with (whole, over its lines)."""
+    import re
+
+    lines = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    text = " ".join(part for part in lines if part)
+    end = re.search(r"\.(?=\s+[A-Z0-9`]|\s*$)", text)  # "et al. (" does not end a sentence
+    return text[:end.end()] if end else text
 
 
 def _show(metrics: dict, title: str) -> None:
+    from medmtl.console import is_quiet
     from medmtl.report.tables import rich_table
 
-    Console().print(rich_table(metrics, title))
+    if not is_quiet():
+        Console().print(rich_table(metrics, title))
 
 
 def main() -> None:  # pragma: no cover - entry point

@@ -103,7 +103,7 @@ class TrainerConfig(_Strict):
     min_delta: float = Field(0.0, ge=0, description="smallest change of the monitored metric that counts as improvement")
     monitor: str | None = Field(None, description="e.g. 'val/classification/auc'; default: first task's main metric")
     monitor_mode: Literal["min", "max"] | None = None
-    accelerator: str = "cpu"
+    accelerator: str = Field("auto", description="cpu, gpu, auto (a GPU when there is one) …; the device used is printed")
     devices: int = Field(1, ge=1, description="devices (CPU processes or GPUs), ≥ 1")
     strategy: Literal["auto", "ddp"] = "auto"
     precision: str = "32-true"

@@ -53,3 +53,7 @@ class MissingExtraError(MedMTLError):
 
     def __reduce__(self) -> tuple:
         return type(self), (self.module, self.extra, self.feature)
+
+
+class ExportError(MedMTLError):
+    """A model cannot be exported (``medmtl export``): a head the exporter cannot trace, or an exporter failure."""

@@ -2,7 +2,8 @@
 
 The core install (``pip install medmtl``) is the 2D stack; ``pip install 'medmtl[wsi]'`` adds
 whole-slide images (openslide, tifffile, zarr, dask/distributed), ``'medmtl[volumes]'`` 3D volumes
-(SimpleITK: NIfTI, NRRD, MHA). Modules of an extra are
+(SimpleITK: NIfTI, NRRD, MHA), ``'medmtl[export]'`` exporting models to ONNX and running them
+(onnx, onnxscript, onnxruntime). Modules of an extra are
 imported with :func:`require` at first use, so that a missing one gives one clear
 :class:`~medmtl.errors.MissingExtraError` naming the extra instead of an ``ImportError`` traceback.
 """
@@ -16,7 +17,7 @@ from medmtl.errors import MissingExtraError
 
 #: the extra that provides each optional top-level module
 EXTRA_OF = {"openslide": "wsi", "tifffile": "wsi", "zarr": "wsi", "dask": "wsi", "distributed": "wsi",
-            "SimpleITK": "volumes"}
+            "SimpleITK": "volumes", "onnx": "export", "onnxscript": "export", "onnxruntime": "export"}
 
 
 def require(module: str, extra: str | None = None, feature: str = "this feature") -> ModuleType:

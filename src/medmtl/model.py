@@ -98,7 +98,9 @@ class MultiTaskModel(nn.Module):
         return any(task.wants_boxes_from_masks for task in self.tasks.values())
 
     def losses(self, outputs: dict[str, Any], batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Per-task losses of the tasks in ``outputs`` that have at least one labelled sample in ``batch``."""
+        """Per-task losses of the tasks in ``outputs`` that have at least one labelled sample in ``batch``
+        (a task whose loss spans the ranks of a DDP step, such as survival's global Cox risk set, also
+        returns one on a rank without labelled samples: see :meth:`Task.loss`)."""
         result = {}
         for name, output in outputs.items():
             value = self.tasks[name].loss(output, batch)

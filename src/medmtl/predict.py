@@ -19,6 +19,10 @@ preprocessing; a volume larger than the training size is predicted with a slidin
 per-volume heads averaged over the windows). Masks are written as ``masks/<volume>_<task>.nii.gz``
 on exactly the input's grid (spacing, origin, direction), the overlay shows three orthogonal
 slices through the predicted lesion, and there are no COCO boxes.
+
+``model`` is a :class:`~medmtl.model.MultiTaskModel` or an exported model that behaves like one
+(:class:`medmtl.exported.OnnxRuntimeModel`, ``medmtl predict --backend onnxruntime``): both go
+through the code below, so they write the same files.
 """
 
 from __future__ import annotations

@@ -17,7 +17,12 @@ def progress_bars() -> Progress:
 
 
 def progress(items: Iterable[T], description: str = "", total: int | None = None) -> Iterator[T]:
-    """Iterate over ``items`` with a progress bar on the console."""
+    """Iterate over ``items`` with a progress bar on the console (none under ``--quiet``)."""
+    from medmtl.console import is_quiet
+
+    if is_quiet():
+        yield from items
+        return
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     with progress_bars() as bar:

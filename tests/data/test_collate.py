@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from medmtl.data.collate import collate_samples
+from medmtl.data.collate import collate_samples, subset_batch
 from medmtl.errors import DataError
 
 
@@ -35,3 +35,16 @@ def test_images_of_different_sizes_are_a_data_error_naming_them():
     with pytest.raises(DataError, match="batch_size: 1") as info:
         collate_samples(samples)
     assert info.value.path == "b" and "'a'" in info.value.problem and "[1, 10, 16, 16]" in info.value.problem
+
+
+def test_subset_batch_keeps_the_chosen_samples_with_their_targets_and_flags():
+    samples = [{"image": torch.full((1, 4, 4), float(i)), "name": f"s{i}", "label": i % 2,
+                "boxes": torch.ones(i, 4)} for i in range(3)]
+    samples[1].pop("label")
+    batch = collate_samples(samples)
+    part = subset_batch(batch, torch.tensor([True, False, True]))
+    assert part["name"] == ["s0", "s2"]
+    assert part["image"][:, 0, 0, 0].tolist() == [0.0, 2.0]
+    assert part["targets"]["label"].tolist() == [0, 0] and part["present"]["label"].tolist() == [True, True]
+    assert [len(b) for b in part["targets"]["boxes"]] == [0, 2]
+    assert subset_batch(batch, torch.tensor([False, True, False]))["present"]["label"].tolist() == [False]

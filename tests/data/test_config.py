@@ -7,7 +7,7 @@ from medmtl.data.config import DEFAULT_BUSI_ROOT, DataConfig
 def test_defaults():
     cfg = DataConfig(kind="busi")
     assert cfg.root == DEFAULT_BUSI_ROOT == "${MEDMTL_DATA}/busi-256"
-    assert cfg.classes == ["benign", "malignant"] and cfg.image_size == 128 and cfg.channels == 1
+    assert cfg.classes is None and cfg.image_size == 128 and cfg.channels == 1  # None: the data's own names
     assert cfg.val_fraction == 0.2 and cfg.folds == 5 and cfg.batch_size == 16 and cfg.cache_images
     assert not cfg.augment.hflip and cfg.augment.rotate_degrees == 0
     assert DataConfig(kind="phantom").root is None

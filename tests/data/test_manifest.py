@@ -79,3 +79,11 @@ def test_errors_name_file_row_and_column(folder, body, kwargs, pattern):
 def test_missing_csv(folder):
     with pytest.raises(DataError, match="absent.csv.*does not exist"):
         read_manifest(folder / "absent.csv")
+
+
+def test_without_declared_classes_labels_are_indices_or_the_sorted_names(folder):
+    by_index = write_csv(folder, "image,label\nimg/c0.png,1\nimg/c1.png,0\nimg/c2.png,2\n", "indices.csv")
+    assert [r.targets["label"] for r in read_manifest(by_index, label_col="label")] == [1, 0, 2]
+    by_name = write_csv(folder, "image,label\nimg/c0.png,tumour\nimg/c1.png,normal\nimg/c2.png,\n", "names.csv")
+    records = read_manifest(by_name, label_col="label")
+    assert [r.targets.get("label") for r in records] == [1, 0, None]  # normal = 0, tumour = 1 (sorted)

@@ -121,7 +121,8 @@ def test_classification_metrics_summary() -> None:
     logits[np.arange(120), labels] += 1.5
     probs = _softmax(logits)
     out = classification_metrics(labels, probs, n_resamples=300, seed=0)
-    assert set(out) == {"auc", "auc_ci95", "accuracy", "accuracy_ci95", "balanced_accuracy", "n"}
+    assert set(out) == {"auc", "auc_ci95", "accuracy", "accuracy_ci95", "balanced_accuracy",
+                        "balanced_accuracy_ci95", "n"}
     assert out["n"] == 120
     assert out["auc"] == pytest.approx(roc_auc_score(labels, probs, multi_class="ovr"))
     assert out["accuracy"] == pytest.approx(accuracy_score(labels, probs.argmax(1)))
@@ -150,3 +151,18 @@ def test_classification_metrics_binary_1d_probs() -> None:
     out = classification_metrics(labels, p, n_resamples=100)
     assert out["auc"] == pytest.approx(roc_auc_score(labels, p))
     assert out["accuracy"] == pytest.approx(accuracy_score(labels, p >= 0.5))
+
+
+def test_balanced_accuracy_interval_is_the_percentile_bootstrap_of_sklearns_score() -> None:
+    from medmtl.metrics.bootstrap import bootstrap_indices
+
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, 60)
+    probs = rng.dirichlet(np.ones(3), 60)
+    probs[np.arange(60), labels] += 0.4 * rng.random(60)  # better than chance
+    result = classification_metrics(labels, probs, n_resamples=200, seed=5)
+    predicted = probs.argmax(1)
+    per_resample = [balanced_accuracy_score(labels[idx], predicted[idx]) for idx in bootstrap_indices(60, 200, 5)]
+    low, high = np.percentile(per_resample, [2.5, 97.5])
+    assert result["balanced_accuracy_ci95"] == pytest.approx([low, high], abs=1e-12)
+    assert low < result["balanced_accuracy"] < high

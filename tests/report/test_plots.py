@@ -31,3 +31,14 @@ def test_balancing_plot_only_when_weights_move_or_cosines_exist(tmp_path):
     rows = [("a auc", "m1", 0.02, -0.01, 0.05), ("b dice", "m1", -0.03, -0.05, -0.01)]
     assert plot_intervals(rows, tmp_path / "forest.png", "delta").exists()
     assert plot_intervals([("x", "m", float("nan"), 0, 0)], tmp_path / "none.png", "delta") is None
+
+
+def test_overlay_title_names_mask_colours_only_when_masks_are_drawn():
+    import numpy as np
+
+    from medmtl.report.plots import overlay_title
+
+    mask = np.zeros((4, 4), int)
+    assert "green" not in overlay_title([None, None], [None, mask])  # classification only: no contours
+    mask[1, 1] = 1
+    assert overlay_title([mask], [None]).startswith("green: reference mask")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 import torch
 from PIL import Image
@@ -40,27 +41,40 @@ def test_killed_run_resumes_from_last_checkpoint(tiny_config_file, tmp_path):
 
 
 def test_ddp_two_cpu_processes(tiny_config_file, tmp_path):
+    """23 validation images on 2 ranks: the sampler repeats one to give both ranks 12; the per-epoch
+    validation metrics (logged under DDP) must still see every image once, so they equal the final
+    one-process evaluation of the same (only) checkpoint."""
     out = tmp_path / "ddp"
     result = run_cli("train", str(tiny_config_file), "--out", str(out), "trainer.strategy=ddp",
-                     "trainer.devices=2", "trainer.max_epochs=1", "--no-report")
+                     "trainer.devices=2", "trainer.max_epochs=1", "data.phantom.n_val=23", "--no-report")
     assert result.returncode == 0, result.stdout + result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["classification"]["n"] == 24  # final evaluation on one process sees every sample once
+    assert metrics["classification"]["n"] == 23  # final evaluation on one process sees every sample once
+    log = pd.read_csv(out / "logs" / "csv" / "metrics.csv")
+    epoch = log.dropna(subset=["val/classification/auc"]).iloc[-1]
+    for task, metric in [("classification", "auc"), ("classification", "accuracy"), ("segmentation", "dice")]:
+        assert epoch[f"val/{task}/{metric}"] == pytest.approx(metrics[task][metric], abs=1e-6), (task, metric)
 
 
 def test_train_evaluate_predict_and_report(tiny_config_file, tmp_path):
     out = tmp_path / "run"
     result = run_cli("train", str(tiny_config_file), "--out", str(out), "trainer.max_epochs=1")
     assert result.returncode == 0, result.stdout + result.stderr
+    console = result.stdout + result.stderr
+    assert "training on cpu" in console and "validation metrics" in console  # the device used, the results
+    for noise in ("Tip:", "GPU available", "was configured so", "Warning", "deprecated", "v_num"):
+        assert noise not in console, noise  # Lightning's advertising and the dependencies' warnings
     report = out / "report" / "report.md"
     assert report.exists()
     text = report.read_text()
     assert "auc" in text and "overlays.png" in text and "loss_curves.png" in text
     assert (out / "report" / "roc_classification.png").exists()
 
-    result = run_cli("evaluate", str(out), "--split", "val")
+    result = run_cli("--quiet", "evaluate", str(out), "--split", "val")
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads((out / "metrics_val.json").read_text())["segmentation"]["n"] == 24
+    quiet = result.stdout + result.stderr
+    assert "metrics_val.json" in quiet and "auc" not in quiet  # what was written, no table
     result = run_cli("evaluate", str(out), "--split", "test")
     assert result.returncode == 2 and "--split" in result.stderr
     result = run_cli("evaluate", str(out), "--out", str(tmp_path / "other.json"), "data.phantom.n_val=12", "--report")
@@ -98,6 +112,18 @@ def test_cli_errors_are_clear(tmp_path):
 def test_help_everywhere(command):
     result = run_cli(*command, "--help")
     assert result.returncode == 0 and "Usage" in result.stdout
+
+
+def test_version_and_preset_descriptions():
+    from medmtl import __version__
+
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"medmtl {__version__}"
+    result = run_cli("presets")
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("four-task") for line in lines)
+    # whole first sentences, not the first line of a comment cut mid-sentence
+    assert all(line.rstrip().endswith(".") for line in lines), lines
 
 
 def test_compare_trains_every_variant_with_reports_and_skips_finished_runs(tiny_config_file, tmp_path):

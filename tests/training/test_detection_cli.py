@@ -60,3 +60,19 @@ def test_ft_mtl_net_preset_with_stages(tmp_path):
     result = run_cli("train", "ft-mtl-net", "--out", str(tmp_path / "bad"), PHANTOM, SMALL_ENCODER,
                      "trainer.stages=[{epochs: 1, train: [tasks.detection.head.rpm]}]")
     assert result.returncode == 2 and "rpm" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_detection_trains_under_ddp_and_its_epoch_metrics_see_each_image_once(tmp_path):
+    """Two gloo ranks, 15 validation images (one repeated by the sampler): the detection metrics
+    logged per epoch equal the one-process final evaluation of the same checkpoint."""
+    out = tmp_path / "ddp"
+    phantom = PHANTOM.replace("n_val: 16", "n_val: 15")
+    result = run_cli("train", "four-task", "--out", str(out), phantom, SMALL_ENCODER, "model.tasks.0.num_classes=3",
+                     "trainer.strategy=ddp", "trainer.devices=2", "trainer.max_epochs=1", "trainer.n_bootstrap=20",
+                     "trainer.progress_bar=false", "--no-report")
+    assert result.returncode == 0, result.stdout + result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["detection"]["n"] == 15
+    epoch = pd.read_csv(out / "logs" / "csv" / "metrics.csv").dropna(subset=["val/detection/froc_score"]).iloc[-1]
+    for metric in ("froc_score", "ap50", "tpr_fpi_4"):
+        assert epoch[f"val/detection/{metric}"] == pytest.approx(metrics["detection"][metric], abs=1e-6), metric

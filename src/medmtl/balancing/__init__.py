@@ -18,6 +18,7 @@ from medmtl.balancing.base import (
 )
 from medmtl.balancing.dwa import DWAOptions, DynamicWeightAverage
 from medmtl.balancing.equal import EqualOptions, EqualWeights
+from medmtl.balancing.famo import FAMO, FAMOOptions
 from medmtl.balancing.fixed import FixedOptions, FixedWeights
 from medmtl.balancing.gradient import GRADIENT_BALANCERS as GRADIENT_METHODS
 from medmtl.balancing.rlw import RandomLossWeights, RLWOptions
@@ -41,6 +42,7 @@ LOSS_BALANCERS: dict[str, BalancerSpec] = {
     "equal": BalancerSpec(EqualWeights, EqualOptions),
     "dwa": BalancerSpec(DynamicWeightAverage, DWAOptions),
     "rlw": BalancerSpec(RandomLossWeights, RLWOptions),
+    "famo": BalancerSpec(FAMO, FAMOOptions),
 }
 
 #: gradient-level balancers (:mod:`medmtl.balancing.gradient`), each with its own options model
@@ -98,6 +100,7 @@ def create_balancer(name: str, task_names: list[str], weights: Mapping[str, floa
 
 __all__ = [
     "BALANCERS",
+    "FAMO",
     "GRADIENT_BALANCERS",
     "LOSS_BALANCERS",
     "BalancerOptions",
@@ -105,6 +108,7 @@ __all__ = [
     "DWAOptions",
     "DynamicWeightAverage",
     "EqualWeights",
+    "FAMOOptions",
     "FixedWeights",
     "GradientBalancer",
     "GradientBalancerOptions",

@@ -56,6 +56,14 @@ class LossBalancer(nn.Module, ABC):
     Options: ClassVar[type[BalancerOptions]] = BalancerOptions
     #: whether ``loss.weights`` (fixed per-task weights, 0 switches a task off) apply
     uses_weights: ClassVar[bool] = False
+    #: buffers holding this rank's own partial values under DDP, which the balancer reduces itself
+    #: (DWA's epoch sums): the training module keeps DDP from overwriting them with rank 0's before
+    #: every forward (DDP's ``broadcast_buffers``), which it does to all other buffers
+    local_buffers: ClassVar[tuple[str, ...]] = ()
+    #: whether ``forward`` runs a collective under DDP in training (FAMO all-reduces the loss values):
+    #: then the training step calls it on every rank at every step, with ``{}`` on a rank where no
+    #: task is labelled (it must return a zero then)
+    collective: ClassVar[bool] = False
 
     def __init__(self, task_names: list[str], options: BalancerOptions | None = None) -> None:
         super().__init__()

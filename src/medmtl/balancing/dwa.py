@@ -27,10 +27,12 @@ class DynamicWeightAverage(LossBalancer):
     epoch averages of every task and the weights of the current epoch. Partial labels: a task
     absent from a batch adds nothing to the sums; a task absent for a whole epoch keeps its two
     last averages, and a task with fewer than two averages gets the neutral ratio r = 1. Under DDP
-    the sums and counts are all-reduced at the epoch end, so every rank applies the same weights.
+    the sums and counts are all-reduced at the epoch end, so every rank applies the same weights
+    (they are rank-local until then: ``local_buffers``, not broadcast from rank 0 by DDP).
     """
 
     Options = DWAOptions
+    local_buffers = ("epoch_sum", "epoch_count")
 
     def __init__(self, task_names: list[str], options: DWAOptions | None = None) -> None:
         super().__init__(task_names, options)

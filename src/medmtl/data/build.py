@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from medmtl.data.busi import scan_busi
+from medmtl.data.busi import BUSI_CLASSES, scan_busi
 from medmtl.data.config import DataConfig
 from medmtl.data.dataset import MultiTaskDataset
 from medmtl.data.manifest import read_manifest
@@ -108,7 +108,7 @@ def build_records(cfg: DataConfig) -> dict[str, list[Record]]:
         return _npz_records(cfg)
     root = _root(cfg)
     if cfg.kind == "busi":
-        records = scan_busi(root, cfg.classes, cfg.include_normal)
+        records = scan_busi(root, cfg.classes or BUSI_CLASSES, cfg.include_normal)
     else:
         records = _manifest_records(cfg, root)
     return _split(cfg, records, root)

@@ -24,7 +24,10 @@ def natural_key(text: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in _NUMBER.split(text)]
 
 
-def scan_busi(root: str | Path, classes: Sequence[str] = ("benign", "malignant"),
+BUSI_CLASSES = ("benign", "malignant")  # its class folders; label = the index
+
+
+def scan_busi(root: str | Path, classes: Sequence[str] = BUSI_CLASSES,
               include_normal: bool = False) -> list[Record]:
     """Records of a BUSI-style folder.
 

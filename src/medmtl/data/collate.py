@@ -49,3 +49,15 @@ def _check_same_size(samples: list[Sample], names: list[str]) -> None:
             raise DataError(name, f"image of shape {list(shape)} cannot share a batch with '{names[0]}' of shape "
                                   f"{list(first)}: crop or resize to data.image_size (for volumes data.volume.crop: "
                                   "center or mask), or set data.batch_size: 1")
+
+
+def subset_batch(batch: Batch, keep: torch.Tensor) -> Batch:
+    """The samples of ``batch`` where ``keep`` (BoolTensor ``[B]``) is True, as a batch of the same form
+    (images ``[B', ...]``, names, per-key targets and ``present`` flags)."""
+    keep = keep.to(torch.bool).cpu()
+    rows = keep.nonzero().flatten().tolist()
+    targets = {key: [value[i] for i in rows] if isinstance(value, list) else value[keep.to(value.device)]
+               for key, value in batch["targets"].items()}
+    return {**batch, "image": batch["image"][keep.to(batch["image"].device)],
+            "name": [batch["name"][i] for i in rows], "targets": targets,
+            "present": {key: flags[keep.to(flags.device)] for key, flags in batch["present"].items()}}

@@ -109,7 +109,9 @@ class DataConfig(_Strict):
     manifest: str | None = Field(None, description="CSV manifest (kind=manifest; kind=grid: image column = "
                                                    "zarr grid stores)")
     npz: str | None = Field(None, description="MedMNIST-style .npz archive (kind=npz)")
-    classes: list[str] = Field(default_factory=lambda: ["benign", "malignant"])
+    classes: list[str] | None = Field(None, description="class names in label order; default: the data's own "
+                                      "(busi: benign, malignant; manifest: integer labels as they are, or its "
+                                      "label names in sorted order; npz, phantom: class indices)")
     include_normal: bool = Field(False, description="busi: read normal/ too; images no split file lists are "
                                                     "then split by val_fraction into train and val")
     image_size: int | list[Annotated[int, Field(ge=1)]] = Field(
@@ -162,7 +164,7 @@ class DataConfig(_Strict):
         if self.kind != "grid" and self.augment.hed > 0 and self.channels != 3:
             raise ValueError(f"augment.hed (H&E colour augmentation) needs RGB images: set channels: 3, or "
                              f"augment.hed: 0 for grey images (channels is {self.channels})")
-        if len(set(self.classes)) != len(self.classes):
+        if self.classes is not None and len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes repeat a name: {self.classes}")
         return self
 

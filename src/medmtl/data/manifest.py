@@ -9,6 +9,7 @@ against ``root`` when given, else against the CSV's folder.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,7 @@ def read_manifest(csv_path: str | Path, image_col: str = "image", mask_col: str 
     require(name_col, "sample names")
     require(group_col, "groups")
     base = Path(root) if root is not None else csv_path.parent
-    class_list = list(classes) if classes is not None else None
+    class_list = list(classes) if classes is not None else _label_names(table, label_col)
 
     records: list[Record] = []
     cells: list[str] = []
@@ -120,6 +121,17 @@ def _existing(base: Path, text: str, where: _Row, column: str, folder: bool = Fa
     if folder != path.is_dir():
         raise where.error(column, f"{path} is not a {'folder' if folder else 'file'}")
     return path
+
+
+def _label_names(table: Any, label_col: str | None) -> list[str] | None:
+    """Without declared classes: None when every label is an integer index, else the label column's
+    distinct names in sorted order (class 0 = the first name)."""
+    if label_col is None:
+        return None
+    labels = {str(value).strip() for value in table[label_col].dropna()} - {""}
+    if all(re.fullmatch(r"[+-]?\d+", label) for label in labels):
+        return None
+    return sorted(labels)
 
 
 def _parse_label(text: str, classes: list[str] | None, where: _Row, column: str) -> int:

@@ -184,6 +184,17 @@ def balanced_accuracy(labels: Any, predicted: Any) -> float:
     return float(np.mean(recalls))
 
 
+def _balanced_accuracy_batched(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """:func:`balanced_accuracy` of each row of ``labels`` / ``predicted`` ``[R, N]`` → ``[R]`` (the mean
+    recall over the classes present in that row)."""
+    classes = np.unique(labels)
+    truth = labels[..., None] == classes  # [R, N, C]
+    hits = (truth & (predicted[..., None] == classes)).sum(axis=-2)
+    counts = truth.sum(axis=-2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.nanmean(np.where(counts > 0, hits / counts, np.nan), axis=-1)
+
+
 def _nan_ci() -> list[float]:
     return [math.nan, math.nan]
 
@@ -199,7 +210,8 @@ def classification_metrics(labels: Any, probs: Any, n_resamples: int = 1000, see
         seed: bootstrap seed.
 
     Returns:
-        ``{"auc", "auc_ci95": [lo, hi], "accuracy", "accuracy_ci95", "balanced_accuracy", "n"}``;
+        ``{"auc", "auc_ci95": [lo, hi], "accuracy", "accuracy_ci95", "balanced_accuracy",
+        "balanced_accuracy_ci95", "n"}``;
         ``auc`` (and its interval) is NaN when only one class is present; everything but ``n``
         is NaN when ``N == 0``.
     """
@@ -210,7 +222,7 @@ def classification_metrics(labels: Any, probs: Any, n_resamples: int = 1000, see
     n = int(labels.shape[0])
     if n == 0:
         return {"auc": math.nan, "auc_ci95": _nan_ci(), "accuracy": math.nan, "accuracy_ci95": _nan_ci(),
-                "balanced_accuracy": math.nan, "n": 0}
+                "balanced_accuracy": math.nan, "balanced_accuracy_ci95": _nan_ci(), "n": 0}
     predicted = (probs >= 0.5).astype(np.int64) if probs.ndim == 1 else probs.argmax(axis=1)
     try:
         auc = roc_auc(labels, probs)
@@ -224,5 +236,7 @@ def classification_metrics(labels: Any, probs: Any, n_resamples: int = 1000, see
                                    vectorized=True))
     correct = (predicted == labels).astype(np.float64)
     acc_ci = list(bootstrap_ci(batched_mean, correct, n_resamples=n_resamples, seed=seed, vectorized=True))
+    balanced_ci = list(bootstrap_ci(_balanced_accuracy_batched, labels, predicted, n_resamples=n_resamples,
+                                    seed=seed, vectorized=True))
     return {"auc": auc, "auc_ci95": auc_ci, "accuracy": float(correct.mean()), "accuracy_ci95": acc_ci,
-            "balanced_accuracy": balanced_accuracy(labels, predicted), "n": n}
+            "balanced_accuracy": balanced_accuracy(labels, predicted), "balanced_accuracy_ci95": balanced_ci, "n": n}

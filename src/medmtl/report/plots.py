@@ -103,8 +103,15 @@ def plot_overlays(images: np.ndarray, true_masks: list[np.ndarray | None], pred_
             if mask is not None and mask.any():
                 ax.contour(mask > 0, levels=[0.5], colors=color, linewidths=1.2)
         ax.set_title(captions[i], fontsize=8)
-    fig.suptitle("green: reference mask, red: prediction", fontsize=9)
+    fig.suptitle(overlay_title(true_masks, pred_masks), fontsize=9)
     return _save(fig, out_png)
+
+
+def overlay_title(true_masks: list[np.ndarray | None], pred_masks: list[np.ndarray | None]) -> str:
+    """What an overlay figure shows: the contour colours only when some mask is drawn."""
+    if any(mask is not None and mask.any() for mask in (*true_masks, *pred_masks)):
+        return "green: reference mask, red: prediction"
+    return "predictions (under each image: reference and predicted values)"
 
 
 def lesion_centre(volume_shape: tuple[int, ...], *masks: np.ndarray | None) -> tuple[int, int, int]:
@@ -141,7 +148,7 @@ def plot_volume_overlays(volumes: np.ndarray, true_masks: list[np.ndarray | None
                     ax.contour(section, levels=[0.5], colors=color, linewidths=1.2)
             ax.set_title(f"{view} {'zyx'[axis]}={centre[axis]}" + (f"\n{captions[i]}" if view == "axial" else ""),
                          fontsize=7)
-    fig.suptitle("green: reference mask, red: prediction", fontsize=9)
+    fig.suptitle(overlay_title(true_masks, pred_masks), fontsize=9)
     return _save(fig, out_png)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +15,18 @@ import torch.distributed as dist
 
 from medmtl.balancing import LossBalancer
 from medmtl.config import OptimConfig
+from medmtl.data.collate import subset_batch
 from medmtl.errors import TrainingError
 from medmtl.model import MultiTaskModel
 from medmtl.tasks.base import concat_summaries
-from medmtl.training.task_gradients import combined_surrogate, gradient_cosines, task_gradients
+from medmtl.training.ddp_padding import loader_sampler, padding_mask, real_sample_count
+from medmtl.training.task_gradients import (
+    _collective_device,
+    _distributed,
+    combined_surrogate,
+    gradient_cosines,
+    task_gradients,
+)
 
 VALIDATION_BOOTSTRAP = 0  # per-epoch validation skips the CIs; final evaluation computes them
 
@@ -41,10 +51,14 @@ class MultiTaskModule(L.LightningModule):
         super().__init__()
         self.model = model
         self.balancer = balancer
+        # DDP broadcasts rank 0's buffers before every forward; a balancer's rank-local partial sums must stay local
+        self._ddp_params_and_buffers_to_ignore = [f"balancer.{name}" for name in balancer.local_buffers]
         self.optim = optim or OptimConfig()
         self._summaries: dict[str, list[dict[str, np.ndarray]]] = {}
         self.last_metrics: dict[str, dict[str, Any]] = {}
         self._last_cosines: dict[str, float] = {}
+        self._val_position = 0  # this rank's validation samples so far in the epoch
+        self._val_real: int | None = None  # how many of them are not a distributed sampler's padding
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         return self.model(image)
@@ -66,10 +80,17 @@ class MultiTaskModule(L.LightningModule):
             balanced = found.losses
             if found.grads is not None:
                 self._last_cosines = gradient_cosines(list(balanced), found.grads)
+        rank0_rng = _rank0_rng_state() if self.training else None  # collective under DDP: before any return
         if not losses:  # nothing labelled: a zero that still touches every parameter (DDP needs the graph)
+            if found is not None and found.grads is not None:  # labelled on other ranks: the balancer's state
+                with _drawing_as_rank0(rank0_rng):  # (last weights, counters, EMAs, generators) steps there too
+                    self.balancer(balanced, found.grads)
+            elif self.training and self.balancer.collective:  # its collective must not be left waiting
+                self.balancer({})
             zero = sum(p.sum() for p in self.model.parameters() if p.requires_grad) * 0.0
             return zero + sum(f.sum() for f in features) * 0.0, losses, outputs
-        total = self.balancer(balanced, found.grads if found is not None else None)
+        with _drawing_as_rank0(rank0_rng):
+            total = self.balancer(balanced, found.grads if found is not None else None)
         if found is not None and (found.grads is not None or representation):
             # the heads' per-task gradients are known: back-propagate only their combination, through the
             # encoder once (at the representation level the heads read detached maps, so this is also
@@ -134,8 +155,20 @@ class MultiTaskModule(L.LightningModule):
     # -- evaluation ----------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
         self._summaries = {name: [] for name in self.model.tasks}
+        self._val_position = 0
+        loaders = getattr(self._trainer, "val_dataloaders", None) if self._trainer is not None else None
+        self._val_real = real_sample_count(loader_sampler(loaders)) if loaders is not None else None
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        # under DDP the sampler repeats a few samples so every rank has as many; they are dropped here
+        # (the step counts stay equal) so that each sample enters the epoch's loss and metrics once
+        size = len(batch["image"])
+        padding = padding_mask(self._val_real, self._val_position, size)
+        self._val_position += size
+        if bool(padding.all()):
+            return
+        if bool(padding.any()):
+            batch = subset_batch(batch, ~padding)
         total, losses, outputs = self._step(batch)
         size = len(batch["image"])
         self.log("val/loss", total, batch_size=size, sync_dist=True)
@@ -173,6 +206,32 @@ class MultiTaskModule(L.LightningModule):
         epochs = max(1, int(self.trainer.max_epochs or 1))
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def _rank0_rng_state() -> torch.Tensor | None:
+    """Under DDP (a collective): rank 0's CPU generator state, on every other rank; None on rank 0 and in one process.
+
+    Balancers that draw random numbers in training (RLW's weights, PCGrad's task orders without a
+    seed) draw from torch's global generator, which the trainer seeds per rank
+    (:class:`~medmtl.training.seeding.EpochSeeding`); with rank 0's state every rank draws what
+    rank 0 (and one process on the global batch) draws, so all apply the same weights.
+    """
+    if not _distributed():
+        return None
+    state = torch.get_rng_state().to(_collective_device(torch.device("cpu")))
+    dist.broadcast(state, src=0)
+    return None if dist.get_rank() == 0 else state.cpu()
+
+
+@contextmanager
+def _drawing_as_rank0(state: torch.Tensor | None) -> Iterator[None]:
+    """Run the block with the CPU generator set to ``state`` (rank 0's), then restore this rank's own."""
+    if state is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.set_rng_state(state)
+        yield
 
 
 def _gather(parts: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:

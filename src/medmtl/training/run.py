@@ -20,12 +20,13 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import DDPStrategy
 
 from medmtl.builders import build_balancer, build_model
 from medmtl.config import RunConfig, apply_overrides, config_from_dict
+from medmtl.console import is_quiet, say
 from medmtl.errors import ConfigError, DataError
 from medmtl.evaluation import collect_summaries, evaluate, metrics_from_summaries
 from medmtl.io_utils import atomic_write_json
@@ -119,6 +120,7 @@ def _fit_and_evaluate(config: RunConfig, out_dir: Path, plan: RunPlan | None, re
         commit_config(config, out_dir, plan)  # only now: the model and the data could be built
 
     trainer = _make_trainer(config, out_dir, monitor, mode, loaders["train"])
+    say(f"training on {describe_device(trainer)} → {out_dir}")
     ckpt_path = str(last) if last.exists() else None
     trainer.fit(module, loaders["train"], loaders.get("val"), ckpt_path=ckpt_path)
     if trainer.global_rank != 0:
@@ -144,6 +146,28 @@ def _fit_and_evaluate(config: RunConfig, out_dir: Path, plan: RunPlan | None, re
     return RunResult(out_dir, metrics, best, test_metrics, report_path)
 
 
+class _ProgressBar(RichProgressBar):
+    """Lightning's rich progress bar without the logger's version number (``v_num``: meaningless here)."""
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
+
+def describe_device(trainer: L.Trainer) -> str:
+    """The device a trainer computes on, for the user: ``cpu (2 threads)``, ``cuda:0 (NVIDIA H200)``,
+    with the number of processes under DDP."""
+    device = trainer.strategy.root_device
+    if device.type == "cuda":
+        text = f"{device} ({torch.cuda.get_device_name(device)})"
+    elif device.type == "cpu":
+        text = f"cpu ({torch.get_num_threads()} threads)"
+    else:
+        text = str(device)
+    return text + (f", {trainer.world_size} processes ({type(trainer.strategy).__name__})" if trainer.world_size > 1 else "")
+
+
 def _make_trainer(config: RunConfig, out_dir: Path, monitor: str, mode: str, train_loader: Any) -> L.Trainer:
     """The Lightning trainer of a run: best/last checkpoints, early stopping, stages, logs, and what
     makes a resume exact and keeps the history (per-epoch reseeding and the sampler's epoch, the CSV
@@ -166,19 +190,27 @@ def _make_trainer(config: RunConfig, out_dir: Path, monitor: str, mode: str, tra
     if t.patience > 0:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.patience, min_delta=t.min_delta,
                                        check_finite=False))
+    progress_bar = t.progress_bar and not is_quiet()
+    if progress_bar:
+        callbacks.append(_ProgressBar())
     strategy: Any = t.strategy
     if t.strategy == "ddp":
         # heads with weight 0 or without labels in a batch leave parameters unused
-        strategy = DDPStrategy(process_group_backend="gloo" if t.accelerator == "cpu" else None,
+        strategy = DDPStrategy(process_group_backend=None,  # Lightning's choice: gloo on CPUs, nccl on GPUs
                                find_unused_parameters=True)
     loggers = [HistoryCSVLogger(out_dir / "logs", name="", version="csv"),
                TensorBoardLogger(out_dir / "logs", name="", version="tensorboard", default_hp_metric=False)]
     return L.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=strategy,
-        precision=t.precision, deterministic=t.deterministic, callbacks=callbacks, logger=loggers,
-        plugins=[AtomicCheckpointIO()], limit_train_batches=t.limit_train_batches,
-        limit_val_batches=t.limit_val_batches, log_every_n_steps=t.log_every_n_steps,
-        enable_progress_bar=t.progress_bar, enable_model_summary=False, num_sanity_val_steps=0,
+        # "warn": deterministic algorithms wherever torch has them; on a GPU a few ops (e.g. the bilinear
+        # up-sampling's backward) have none and would otherwise stop the run
+        precision=t.precision, deterministic="warn" if t.deterministic else False, callbacks=callbacks,
+        logger=loggers, plugins=[AtomicCheckpointIO()],
+        # None = "all", without Lightning's line echoing an explicit 1.0 back to the user
+        limit_train_batches=t.limit_train_batches if t.limit_train_batches < 1 else None,
+        limit_val_batches=t.limit_val_batches if t.limit_val_batches < 1 else None,
+        log_every_n_steps=t.log_every_n_steps, enable_progress_bar=progress_bar,
+        enable_model_summary=False, num_sanity_val_steps=0,
     )
 
 

@@ -12,15 +12,37 @@ from torch import Tensor
 from medmtl.errors import ConfigError
 
 
-def as_matrix(grads: Tensor) -> Tensor:
-    """``grads [T, D]`` as a detached float64 CPU tensor (checked: 2-D, T ≥ 1, finite)."""
+def check_grads(grads: Tensor) -> Tensor:
+    """``grads [T, D]`` detached, in its own dtype and on its device (checked: a 2-D tensor, T ≥ 1).
+
+    The T×D matrix is never copied to float64 or to the CPU: at the representation level D is the
+    size of a batch's feature maps (millions), and such copies cost as much as the training step's
+    backward. Only the T×T Gram matrix and T-vectors are carried to float64 (:func:`gram_of`).
+    """
     if not isinstance(grads, Tensor) or grads.dim() != 2 or grads.shape[0] < 1:
         shape = tuple(grads.shape) if isinstance(grads, Tensor) else type(grads).__name__
         raise ValueError(f"grads must be a tensor [T, D] with T ≥ 1; got {shape}")
-    g = grads.detach().to(device="cpu", dtype=torch.float64)
-    if not torch.isfinite(g).all():
+    return grads.detach()
+
+
+def _finite(values: np.ndarray) -> np.ndarray:
+    # a NaN or infinite gradient entry makes its Gram row / norm NaN or infinite
+    if not np.all(np.isfinite(values)):
         raise ValueError("grads contain NaN or infinite values")
-    return g
+    return values
+
+
+def gram_of(grads: Tensor) -> np.ndarray:
+    """``G Gᵀ`` ``[T, T]`` (float64 numpy, symmetrised) of ``grads [T, D]``, computed in the gradients'
+    own dtype and device (checked: 2-D, finite)."""
+    g = check_grads(grads)
+    m = (g @ g.T).to("cpu", torch.float64).numpy()
+    return _finite((m + m.T) / 2)
+
+
+def row_norms(grads: Tensor) -> np.ndarray:
+    """``|gᵢ|`` ``[T]`` (float64 numpy) of ``grads [T, D]`` (checked: 2-D, finite)."""
+    return _finite(check_grads(grads).norm(dim=1).to("cpu", torch.float64).numpy())
 
 
 def as_losses(losses: Sequence[Tensor | float] | Tensor | None, count: int, *, needed_by: str) -> np.ndarray:
@@ -36,12 +58,6 @@ def as_losses(losses: Sequence[Tensor | float] | Tensor | None, count: int, *, n
     if not np.all(np.isfinite(values)):
         raise ValueError(f"{needed_by}: the losses contain NaN or infinite values")
     return values
-
-
-def gram(g: Tensor) -> np.ndarray:
-    """``G Gᵀ`` (float64 numpy, symmetrised)."""
-    m = (g @ g.T).numpy()
-    return (m + m.T) / 2
 
 
 def out(weights: np.ndarray | Tensor, like: Tensor) -> Tensor:

@@ -2,9 +2,10 @@
 
 Each method's combined update direction is exactly ``w @ grads`` (Σᵢ wᵢ·gᵢ): every method here
 combines the task gradients linearly, so returning the coefficients is exact and lets the training
-step back-propagate ``Σ wᵢ·Lᵢ`` instead of writing gradients by hand. Computation is float64 on the
-CPU (only the T×T Gram matrix and small vectors after one ``G Gᵀ``); the weights come back in the
-dtype and on the device of ``grads``. Out-of-range options raise
+step back-propagate ``Σ wᵢ·Lᵢ`` instead of writing gradients by hand. The one ``G Gᵀ`` (and DB-MTL's
+EMA) runs in the gradients' own dtype and device; everything after it is float64 on the CPU (the
+T×T Gram matrix and small vectors); the weights come back in the dtype and on the device of
+``grads``. Out-of-range options raise
 ``ConfigError('loss.options.<key>', ...)``.
 """
 
@@ -19,13 +20,14 @@ from torch import Tensor
 
 from medmtl.balancing.gradient._common import (
     as_losses,
-    as_matrix,
     check_choice,
+    check_grads,
     check_range,
-    gram,
+    gram_of,
     min_norm_exact,
     min_norm_frank_wolfe,
     out,
+    row_norms,
 )
 
 Losses = Sequence[Tensor | float] | Tensor | None
@@ -38,15 +40,17 @@ EXACT_MAX_TASKS = 8
 
 def min_norm_point(grads: Tensor, *, solver: str = "auto", max_iter: int = 250, tol: float = 1e-5) -> Tensor:
     """Simplex weights α of the min-norm point ``α @ grads`` of the convex hull of the rows."""
+    return out(min_norm_of_gram(gram_of(grads), solver=solver, max_iter=max_iter, tol=tol), grads)
+
+
+def min_norm_of_gram(m: np.ndarray, *, solver: str = "auto", max_iter: int = 250, tol: float = 1e-5) -> np.ndarray:
+    """:func:`min_norm_point` from the Gram matrix ``m = G Gᵀ`` ``[T, T]`` (float64 numpy)."""
     check_choice("solver", solver, MGDA_SOLVERS)
     check_range("max_iter", max_iter, ge=1)
     check_range("tol", tol, gt=0)
-    m = gram(as_matrix(grads))
     if solver == "exact" or (solver == "auto" and len(m) <= EXACT_MAX_TASKS):
-        alpha = min_norm_exact(m)
-    else:
-        alpha = min_norm_frank_wolfe(m, max_iter, tol)
-    return out(alpha, grads)
+        return min_norm_exact(m)
+    return min_norm_frank_wolfe(m, max_iter, tol)
 
 
 def mgda_weights(grads: Tensor, losses: Losses = None, *, normalization: str = "none", solver: str = "auto",
@@ -66,19 +70,19 @@ def mgda_weights(grads: Tensor, losses: Losses = None, *, normalization: str = "
     which is the balancer's ``level="representation"``.
     """
     check_choice("normalization", normalization, MGDA_NORMALIZATIONS)
-    g = as_matrix(grads)
-    if normalization != "none":
-        norms = g.norm(dim=1).numpy()
+    m = gram_of(grads)
+    if normalization != "none":  # ĝᵢ = gᵢ / nᵢ: the Gram matrix of the ĝ is m / (n nᵀ)
+        norms = np.sqrt(np.clip(np.diag(m), 0.0, None))
         if normalization == "l2":
             scale = norms
         else:
-            values = as_losses(losses, len(g), needed_by=f"MGDA normalization '{normalization}'")
+            values = as_losses(losses, len(m), needed_by=f"MGDA normalization '{normalization}'")
             if np.any(values <= 0):
                 raise ValueError(f"MGDA normalization '{normalization}' needs positive losses; got {values}")
             scale = values * norms if normalization == "loss+" else values
-        g = g / torch.as_tensor(np.maximum(scale, 1e-300))[:, None]
-    alpha = min_norm_point(g, solver=solver, max_iter=max_iter, tol=tol)
-    return out(alpha.numpy(), grads)
+        scale = np.maximum(scale, 1e-300)
+        m = m / np.outer(scale, scale)
+    return out(min_norm_of_gram(m, solver=solver, max_iter=max_iter, tol=tol), grads)
 
 
 def pcgrad_weights(grads: Tensor, *, generator: torch.Generator | None = None, reduction: str = "sum") -> Tensor:
@@ -91,7 +95,7 @@ def pcgrad_weights(grads: Tensor, *, generator: torch.Generator | None = None, r
     the paper) or its mean (``"mean"``) is w @ G with w = Σᵢ Cᵢ (or / T).
     """
     check_choice("reduction", reduction, ("sum", "mean"))
-    m = gram(as_matrix(grads))
+    m = gram_of(grads)
     t = len(m)
     coefficients = np.eye(t)
     for i in range(t):
@@ -143,8 +147,7 @@ def cagrad_weights(grads: Tensor, *, c: float = 0.5, rescale: int = 1, max_iter:
     check_range("c", c, ge=0)
     check_choice("rescale", rescale, (0, 1, 2))
     check_range("max_iter", max_iter, ge=1)
-    g = as_matrix(grads)
-    m = gram(g)
+    m = gram_of(grads)
     t = len(m)
     mean = np.full(t, 1.0 / t)
     if c == 0:
@@ -167,7 +170,7 @@ def imtl_g_weights(grads: Tensor) -> Tensor:
     matrix; a singular DUᵀ (e.g. collinear gradients) is solved in the least-squares sense, and a
     zero gradient gets weight 0 (it has no direction) with the rest solved among the others.
     """
-    m = gram(as_matrix(grads))
+    m = gram_of(grads)
     t = len(m)
     norms = np.sqrt(np.clip(np.diag(m), 0.0, None))
     live = np.flatnonzero(norms > 1e-12 * max(norms.max(), 1e-300))
@@ -237,8 +240,7 @@ def nash_mtl_weights(grads: Tensor, *, max_norm: float = 0.0, optim_niter: int =
     """
     check_range("max_norm", max_norm, ge=0)
     check_range("optim_niter", optim_niter, ge=1)
-    g = as_matrix(grads)
-    m = gram(g)
+    m = gram_of(grads)
     start = None if init is None else init.detach().to("cpu", torch.float64).flatten().numpy()
     if start is not None and start.shape != (len(m),):
         start = None
@@ -264,7 +266,7 @@ def aligned_mtl_weights(grads: Tensor, *, scale: str = "min") -> Tensor:
     update is Σᵢ ĝᵢ = 1ᵀ B G, so w = B 1.
     """
     check_choice("scale", scale, ALIGNED_SCALES)
-    m = gram(as_matrix(grads))
+    m = gram_of(grads)
     t = len(m)
     lam, vec = np.linalg.eigh(m)
     tol = max(float(lam.max()), 0.0) * t * np.finfo(np.float64).eps
@@ -296,19 +298,17 @@ def db_mtl_weights(grads: Tensor, losses: Losses, *, ema: Tensor | None = None, 
     check_range("beta_sigma", beta_sigma, ge=0)
     check_range("step", step, ge=1)
     check_range("eps", eps, gt=0)
-    g = as_matrix(grads)
+    g = check_grads(grads)
     values = as_losses(losses, len(g), needed_by="DB-MTL")
     if np.any(values < 0):
         raise ValueError(f"DB-MTL takes log of the losses, which must be ≥ 0; got {values}")
-    inv = torch.as_tensor(1.0 / (values + eps))
-    h = g * inv[:, None]
+    inv = 1.0 / (values + eps)
+    h = g * torch.as_tensor(inv, dtype=g.dtype, device=g.device)[:, None]  # the one [T, D] temporary
     beta_t = beta / step**beta_sigma
-    if ema is None or tuple(ema.shape) != tuple(g.shape):
-        previous = torch.zeros_like(h)
-    else:
-        previous = ema.detach().to("cpu", torch.float64)
-    new_ema = h + beta_t * (previous - h)
-    norms = new_ema.norm(dim=1)
+    if ema is not None and tuple(ema.shape) == tuple(g.shape):
+        h.lerp_(ema.detach().to(h), beta_t)  # m ← h + βₜ·(m − h), in place
+    else:  # the EMA starts at 0
+        h.mul_(1.0 - beta_t)
+    norms = row_norms(h)
     alpha = norms.max() / (norms + eps)
-    weights = alpha * inv
-    return out(weights.numpy(), grads), new_ema.to(device=grads.device, dtype=grads.dtype)
+    return out(alpha * inv, grads), h
