@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-test demo test test-fast clean
+.PHONY: install install-test demo test test-fast wheel wheel-check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,5 +24,20 @@ test: install-test
 test-fast: install-test
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# a wheel and an sdist in dist/ (presets inside the wheel)
+wheel: $(BIN)/python
+	$(BIN)/pip install --quiet build==1.6.1
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist . > /dev/null
+
+# the wheel installed into a fresh virtual environment, as a user installs it, then used from there
+wheel-check: wheel
+	rm -rf .venv-wheel
+	$(PYTHON) -m venv .venv-wheel
+	.venv-wheel/bin/pip install --quiet dist/medmtl-*.whl
+	cd /tmp && $(CURDIR)/.venv-wheel/bin/medmtl --version
+	cd /tmp && $(CURDIR)/.venv-wheel/bin/medmtl presets
+	cd /tmp && $(CURDIR)/.venv-wheel/bin/medmtl demo --epochs 1 --out $(CURDIR)/runs/wheel-demo
+
 clean:
-	rm -rf $(VENV) runs build src/*.egg-info
+	rm -rf $(VENV) .venv-wheel runs build dist src/*.egg-info

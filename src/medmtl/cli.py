@@ -112,6 +112,55 @@ def evaluate(
         _fail(error)
 
 
+@app.command("report")
+def report_command(
+    target: Annotated[Path, typer.Argument(help="a run directory (medmtl train) or a comparison directory "
+                                                "(medmtl compare: holds comparison.md)")],
+    split: Annotated[Optional[str], typer.Option(
+        help="runs: train, val or test (default val; train for data without a validation split)")] = None,
+    checkpoint: Annotated[Optional[str], typer.Option(
+        help="runs: best (default), last or the path of a .ckpt file of this run")] = None,
+) -> None:
+    """(Re)write a report without training: a run's report/report.md and report.html (one self-contained
+    page, figures embedded) from its checkpoint on a split; a comparison's comparison.html from its
+    comparison.md."""
+    try:
+        from medmtl.errors import ConfigError, DataError
+        from medmtl.report.html import write_html_report
+
+        if not (target / "config.yaml").is_file():
+            if not (target / "comparison.md").is_file():
+                raise DataError(target, "does not exist" if not target.exists() else
+                                "is neither a medmtl run directory (config.yaml) nor a comparison directory "
+                                "(comparison.md)")
+            for name, value in (("--split", split), ("--checkpoint", checkpoint)):
+                if value is not None:
+                    raise ConfigError(name, f"applies to run directories; {target} is a comparison: its "
+                                            "comparison.html is rewritten from comparison.md")
+            console.print(f"report: {write_html_report(target / 'comparison.md')}", markup=False, soft_wrap=True)
+            return
+
+        from medmtl.evaluation import collect_summaries, metrics_from_summaries
+        from medmtl.report.run_report import write_report
+        from medmtl.training.loaders import build_run_datasets, evaluation_loader
+        from medmtl.training.run import load_run_checkpoint
+
+        cfg, model, used = load_run_checkpoint(target, checkpoint or "best")
+        console.print(f"checkpoint: {used.describe()}", markup=False, soft_wrap=True)
+        datasets = build_run_datasets(cfg, model)
+        chosen = split or ("val" if "val" in datasets else "train")
+        if chosen not in datasets:
+            raise ConfigError("--split", f"'{chosen}' is not available; the data has {sorted(datasets)}")
+        loader = evaluation_loader(cfg, datasets[chosen])
+        summaries = collect_summaries(model, loader, description="report")
+        metrics = metrics_from_summaries(model, summaries, cfg.trainer.n_bootstrap, cfg.seed)
+        path = write_report(target, cfg, model, loader, metrics, split=chosen, summaries=summaries)
+        console.print(f"report: {path}", markup=False, soft_wrap=True)
+        console.print(f"report: {path.with_suffix('.html')}", markup=False, soft_wrap=True)
+    except MedMTLError as error:
+        _fail(error)
+
+
 @app.command()
 @_writes_to()
 def predict(

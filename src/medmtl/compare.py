@@ -123,6 +123,9 @@ def run_comparison(config: RunConfig, out_dir: Path, splits: list[int], single: 
     atomic_write_json(out_dir / "comparison.json", comparison)
     figure = plot_paired(comparison["paired"], out_dir / "paired_differences.png")
     atomic_write_text(out_dir / "comparison.md", markdown(comparison, splits, figure))
+    from medmtl.report.html import write_html_report
+
+    write_html_report(out_dir / "comparison.md")  # comparison.html: the same page, its figure embedded
     return comparison
 
 

@@ -9,7 +9,16 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, roc_auc_score, roc_curve
 
-from medmtl.metrics import accuracy, balanced_accuracy, classification_metrics, roc_auc, roc_curve_points, roc_curves
+from medmtl.metrics import (
+    accuracy,
+    balanced_accuracy,
+    classification_metrics,
+    expected_calibration_error,
+    reliability_curve,
+    roc_auc,
+    roc_curve_points,
+    roc_curves,
+)
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
@@ -122,7 +131,7 @@ def test_classification_metrics_summary() -> None:
     probs = _softmax(logits)
     out = classification_metrics(labels, probs, n_resamples=300, seed=0)
     assert set(out) == {"auc", "auc_ci95", "accuracy", "accuracy_ci95", "balanced_accuracy",
-                        "balanced_accuracy_ci95", "n"}
+                        "balanced_accuracy_ci95", "ece", "ece_ci95", "n"}
     assert out["n"] == 120
     assert out["auc"] == pytest.approx(roc_auc_score(labels, probs, multi_class="ovr"))
     assert out["accuracy"] == pytest.approx(accuracy_score(labels, probs.argmax(1)))
@@ -133,6 +142,11 @@ def test_classification_metrics_summary() -> None:
     from medmtl.metrics import bootstrap_ci
     assert out["auc_ci95"] == pytest.approx(list(bootstrap_ci(roc_auc, labels, probs, n_resamples=300)))
     assert classification_metrics(labels, probs, n_resamples=300, seed=0) == out
+    # ECE: the top-label one of expected_calibration_error; its vectorised bootstrap equals the generic one
+    assert out["ece"] == pytest.approx(expected_calibration_error(labels, probs), abs=1e-12)
+    assert out["ece_ci95"] == pytest.approx(list(bootstrap_ci(expected_calibration_error, labels, probs,
+                                                               n_resamples=300)), abs=1e-12)
+    assert out["ece_ci95"][0] < out["ece_ci95"][1]
 
 
 def test_classification_metrics_one_class_gives_nan_auc() -> None:
@@ -166,3 +180,76 @@ def test_balanced_accuracy_interval_is_the_percentile_bootstrap_of_sklearns_scor
     low, high = np.percentile(per_resample, [2.5, 97.5])
     assert result["balanced_accuracy_ci95"] == pytest.approx([low, high], abs=1e-12)
     assert low < result["balanced_accuracy"] < high
+
+
+def _reference_ece(outcome: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
+    """ECE by its definition, bin by bin: [0, 1/B], (1/B, 2/B], …, weighted by the bins' sizes."""
+    edges = np.linspace(0, 1, n_bins + 1)
+    total = 0.0
+    for b in range(n_bins):
+        members = (p > edges[b]) & (p <= edges[b + 1]) if b else (p <= edges[1])
+        if members.any():
+            total += members.sum() / len(p) * abs(outcome[members].mean() - p[members].mean())
+    return total
+
+
+def test_ece_by_hand() -> None:
+    labels = np.array([0, 1, 1, 0])
+    p1 = np.array([0.05, 0.95, 0.35, 0.35])
+    # bins [0, .1]: |0 - .05|; (.9, 1]: |1 - .95|; (.3, .4]: |.5 - .35| for 2 of 4 samples
+    expected = 0.25 * 0.05 + 0.25 * 0.05 + 0.5 * 0.15
+    assert expected_calibration_error(labels, np.stack([1 - p1, p1], axis=1)) == pytest.approx(expected, abs=1e-12)
+    assert expected_calibration_error(labels, p1) == pytest.approx(expected, abs=1e-12)  # [N] positive-class probs
+    # an edge value belongs to the lower bin (as calibration_curve): 0.1 with label 0 sits in [0, 0.1]
+    assert expected_calibration_error([0, 0], [0.1, 0.0]) == pytest.approx(0.05, abs=1e-12)
+    # three classes: confidence 0.6 right, 0.6 wrong, 0.9 right -> |0.5 - 0.6| * 2/3 + |1 - 0.9| * 1/3
+    probs = np.array([[0.6, 0.3, 0.1], [0.6, 0.2, 0.2], [0.05, 0.05, 0.9]])
+    assert expected_calibration_error([0, 1, 2], probs) == pytest.approx(0.1 * 2 / 3 + 0.1 / 3, abs=1e-12)
+    assert expected_calibration_error([0, 1, 0, 1], [0.0, 1.0, 0.0, 1.0]) == 0.0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_reliability_curve_matches_sklearn_calibration_curve(seed: int) -> None:
+    from sklearn.calibration import calibration_curve
+
+    rng = np.random.default_rng(seed)
+    p = np.round(rng.beta(2, 2, 400), 2)  # rounding puts values on the bin edges
+    labels = (rng.random(400) < p ** 1.5).astype(int)  # over-confident for class 1
+    curve = reliability_curve(labels, np.stack([1 - p, p], axis=1))
+    observed, predicted = calibration_curve(labels, p, n_bins=10, strategy="uniform")
+    filled = curve.count > 0
+    np.testing.assert_allclose(curve.observed[filled], observed, atol=1e-12)
+    np.testing.assert_allclose(curve.predicted[filled], predicted, atol=1e-12)
+    assert curve.count.sum() == 400 and np.isnan(curve.observed[~filled]).all()
+    assert curve.ece == pytest.approx(_reference_ece(labels.astype(float), p), abs=1e-12)
+    assert curve.ece == pytest.approx(np.sum(curve.count[filled] / 400 * np.abs(observed - predicted)), abs=1e-12)
+    assert "class 1" in curve.quantity
+    # more classes: the confidence against the accuracy
+    logits = rng.normal(size=(300, 4)) * 2
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 4, 300)
+    correct = (probs.argmax(axis=1) == labels).astype(int)
+    curve = reliability_curve(labels, probs)
+    observed, predicted = calibration_curve(correct, probs.max(axis=1), n_bins=10, strategy="uniform")
+    np.testing.assert_allclose(curve.observed[curve.count > 0], observed, atol=1e-12)
+    np.testing.assert_allclose(curve.predicted[curve.count > 0], predicted, atol=1e-12)
+    assert curve.ece == pytest.approx(_reference_ece(correct.astype(float), probs.max(axis=1)), abs=1e-12)
+    assert "confidence" in curve.quantity and curve.ece > 0.2  # random labels, confident predictions
+
+
+def test_ece_small_when_calibrated_and_rejects_bad_input() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.random(20000)
+    labels = (rng.random(20000) < p).astype(int)
+    assert expected_calibration_error(labels, p) < 0.02
+    assert expected_calibration_error(labels, np.clip(2 * p - 0.5, 0, 1)) > 0.1
+    with pytest.raises(ValueError, match="zero samples"):
+        expected_calibration_error(np.zeros(0, int), np.zeros((0, 2)))
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        expected_calibration_error([0, 1], [[0.5, 0.5], [-0.5, 1.5]])
+    with pytest.raises(ValueError, match="n_bins"):
+        expected_calibration_error([0, 1], [0.2, 0.8], n_bins=0)
+    with pytest.raises(ValueError, match=r"\[N\] or \[N, K\]"):
+        expected_calibration_error([0, 1, 1], [[0.5, 0.5], [0.5, 0.5]])
+    out = classification_metrics([0, 1, 1], np.array([[2.0, -1.0], [0.5, 0.5], [0.1, 0.9]]), n_resamples=20)
+    assert math.isnan(out["ece"]) and all(math.isnan(v) for v in out["ece_ci95"])  # not probabilities

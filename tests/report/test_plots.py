@@ -42,3 +42,21 @@ def test_overlay_title_names_mask_colours_only_when_masks_are_drawn():
     assert "green" not in overlay_title([None, None], [None, mask])  # classification only: no contours
     mask[1, 1] = 1
     assert overlay_title([mask], [None]).startswith("green: reference mask")
+
+
+def test_calibration_confusion_and_kaplan_meier_plots(tmp_path):
+    from lifelines import KaplanMeierFitter
+
+    from medmtl.metrics import ReliabilityCurve, reliability_curve
+    from medmtl.report.plots import plot_calibration, plot_confusion, plot_kaplan_meier
+
+    curve = reliability_curve(np.array([0, 1, 1, 0]), np.array([0.1, 0.9, 0.6, 0.3]))
+    assert plot_calibration(curve, tmp_path / "cal.png").stat().st_size > 1000
+    edges = np.linspace(0, 1, 11)
+    empty = ReliabilityCurve(edges[:-1], edges[1:], np.zeros(10, int), np.full(10, np.nan), np.full(10, np.nan),
+                             float("nan"), "confidence")
+    assert plot_calibration(empty, tmp_path / "none.png") is None
+    counts = np.array([[3, 1, 0], [0, 0, 0], [1, 0, 2]])  # class 1 never true: its fractions are blank
+    assert plot_confusion(counts, tmp_path / "cm.png").stat().st_size > 1000
+    fitters = [KaplanMeierFitter(label=name).fit([1.0, 2.0, 3.0, 5.0], [1, 0, 1, 1]) for name in ("a", "b")]
+    assert plot_kaplan_meier(fitters, tmp_path / "km.png", at_risk_labels=["a", "b"]).stat().st_size > 1000

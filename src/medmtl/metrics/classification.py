@@ -1,5 +1,6 @@
 """Classification metrics: ROC AUC (binary and one-vs-rest multiclass), accuracy, balanced
-accuracy, and a summary with bootstrap confidence intervals.
+accuracy, the expected calibration error, and a summary with bootstrap confidence intervals; the
+confusion matrix, per-class metrics and the reliability curve for reports.
 
 The AUC is computed from ranks (the Mann-Whitney U statistic, ties in score count one half),
 which equals the area under the trapezoidal ROC curve that scikit-learn integrates, and is
@@ -10,13 +11,16 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from medmtl.metrics.bootstrap import as_numpy, batched_mean, bootstrap_ci, paired_samples
 
-__all__ = ["accuracy", "balanced_accuracy", "classification_metrics", "roc_auc", "roc_curve_points"]
+__all__ = ["ReliabilityCurve", "accuracy", "balanced_accuracy", "classification_metrics", "confusion_matrix",
+           "expected_calibration_error", "per_class_metrics", "reliability_curve", "roc_auc", "roc_curve_points"]
 
 
 def _integer_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
@@ -195,12 +199,160 @@ def _balanced_accuracy_batched(labels: np.ndarray, predicted: np.ndarray) -> np.
         return np.nanmean(np.where(counts > 0, hits / counts, np.nan), axis=-1)
 
 
+def _predicted_classes(labels: Any, probs: Any, metric: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(labels, predicted, K)``: int ``[N]`` labels, the arg-max of ``probs`` ``[N, K]`` (``[N]``
+    positive-class probabilities: class 1 when ``>= 0.5``, K = 2); a ``ValueError`` on bad input."""
+    labels = _integer_labels(as_numpy(labels))
+    probs = as_numpy(probs).astype(np.float64)
+    if probs.ndim not in (1, 2) or probs.shape[0] != labels.shape[0]:
+        raise ValueError(f"probs must be [N] or [N, K] with N = {labels.shape[0]}, got shape {probs.shape}")
+    if labels.shape[0] == 0:
+        raise ValueError(f"{metric} is undefined for zero samples")
+    k = 2 if probs.ndim == 1 else probs.shape[1]
+    if k < 2:
+        raise ValueError(f"probs [N, K] need K >= 2, got K = {k}")
+    if labels.min() < 0 or labels.max() >= k:
+        raise ValueError(f"labels must be class indices in [0, {k}), got range [{labels.min()}, {labels.max()}]")
+    predicted = (probs >= 0.5).astype(np.int64) if probs.ndim == 1 else probs.argmax(axis=1)
+    return labels, predicted, k
+
+
+def confusion_matrix(labels: Any, probs: Any) -> np.ndarray:
+    """Counts ``[K, K]`` int64 of (true class = row, predicted class = column) at the operating
+    point: the arg-max of ``probs`` ``[N, K]`` (binary: class 1 when its probability exceeds
+    the other's), or ``probs >= 0.5`` for ``[N]`` positive-class probabilities.
+    ``labels`` ``[N]``: class indices in ``[0, K)``. Equals ``sklearn.metrics.confusion_matrix(
+    labels, predicted, labels=range(K))``."""
+    labels, predicted, k = _predicted_classes(labels, probs, "the confusion matrix")
+    return np.bincount(labels * k + predicted, minlength=k * k).reshape(k, k).astype(np.int64)
+
+
+def per_class_metrics(labels: Any, probs: Any) -> dict[str, np.ndarray]:
+    """Per class ``c`` of ``probs`` ``[N, K]``: precision, recall and F1 of the arg-max prediction
+    (as ``sklearn.metrics.precision_recall_fscore_support`` with ``zero_division=0``: 0 where a
+    class is never predicted / never true), the one-vs-rest AUC of ``probs[:, c]`` (NaN where the
+    class is absent or the only one present) and the support (number of true samples).
+
+    Returns ``{"class", "precision", "recall", "f1", "auc", "support"}``, each ``[K]``."""
+    labels, _, k = _predicted_classes(labels, probs, "per-class metrics")
+    probs = as_numpy(probs).astype(np.float64)
+    scores = np.stack([1 - probs, probs], axis=1) if probs.ndim == 1 else probs
+    counts = confusion_matrix(labels, probs).astype(np.float64)
+    hits = np.diag(counts)
+    support = counts.sum(axis=1)
+    predicted_count = counts.sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted_count > 0, hits / predicted_count, 0.0)
+        recall = np.where(support > 0, hits / support, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    auc = np.array([_binary_auc_rows(labels == c, scores[:, c]) for c in range(k)], dtype=np.float64)
+    return {"class": np.arange(k), "precision": precision, "recall": recall, "f1": f1, "auc": auc,
+            "support": support.astype(np.int64)}
+
+
+def _calibration_inputs(labels: Any, probs: Any, n_bins: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """``(outcome, predicted, bin, quantity)``: per sample ``[N]`` the observed outcome (0/1), the
+    predicted probability of it and its bin in ``[0, n_bins)``; ``quantity`` says what is binned.
+
+    Binary (``probs`` ``[N]`` or ``[N, 2]``): the outcome is "the label is class 1" and the
+    probability that of class 1. More classes: the outcome is "the arg-max class is right" and the
+    probability its (the confidence). The bins are those of ``sklearn.calibration.calibration_curve(
+    strategy="uniform")``: ``[0, 1/B], (1/B, 2/B], …, ((B-1)/B, 1]``.
+    """
+    if int(n_bins) != n_bins or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins}")
+    labels, predicted, k = _predicted_classes(labels, probs, "the expected calibration error")
+    probs = as_numpy(probs).astype(np.float64)
+    if not np.all(np.isfinite(probs)) or probs.min() < -1e-6 or probs.max() > 1 + 1e-6:
+        raise ValueError("probs must be probabilities in [0, 1] (finite)")
+    probs = np.clip(probs, 0.0, 1.0)
+    if k == 2:
+        outcome = labels == 1
+        predicted_probability = probs if probs.ndim == 1 else probs[:, 1]
+        quantity = "predicted probability of class 1"
+    else:
+        outcome = predicted == labels
+        predicted_probability = probs.max(axis=1)
+        quantity = "confidence (predicted probability of the arg-max class)"
+    edges = np.linspace(0.0, 1.0, int(n_bins) + 1)
+    bins = np.searchsorted(edges[1:-1], predicted_probability)
+    return outcome.astype(np.float64), predicted_probability, bins.astype(np.int64), quantity
+
+
+def _ece_rows(outcome: np.ndarray, predicted: np.ndarray, bins: np.ndarray, n_bins: int) -> np.ndarray:
+    """ECE along the last axis of ``[..., N]`` arrays: ``sum_b |sum_{i in b} (y_i - p_i)| / N``
+    (= ``sum_b n_b / N * |observed_b - mean predicted_b|``)."""
+    gap = outcome - predicted
+    total = np.zeros(gap.shape[:-1])
+    for b in range(n_bins):
+        total += np.abs(np.where(bins == b, gap, 0.0).sum(axis=-1))
+    return total / gap.shape[-1]
+
+
+def expected_calibration_error(labels: Any, probs: Any, n_bins: int = 10) -> float:
+    """Expected calibration error (Naeini et al., 2015; Guo et al., 2017) over ``n_bins`` equal-width
+    bins of the predicted probability: ``sum_b n_b / N * |observed_b - mean predicted_b|``.
+
+    Args:
+        labels: ``[N]`` class indices.
+        probs: ``[N, K]`` class probabilities, or ``[N]`` positive-class probabilities.
+        n_bins: number of bins of ``[0, 1]``.
+
+    Binary problems bin the predicted probability of class 1 against the fraction of class 1 (the
+    reliability curve of ``sklearn.calibration.calibration_curve``); with more classes the
+    confidence (the arg-max class's probability) against the accuracy (the "top-label" ECE).
+
+    Raises:
+        ValueError: zero samples, shapes disagree, probabilities outside [0, 1] or bad labels.
+    """
+    outcome, predicted, bins, _ = _calibration_inputs(labels, probs, n_bins)
+    return float(_ece_rows(outcome, predicted, bins, int(n_bins)))
+
+
+@dataclass(frozen=True)
+class ReliabilityCurve:
+    """The bins of a reliability diagram (see :func:`reliability_curve`); arrays ``[n_bins]``."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    count: np.ndarray
+    #: mean predicted probability in the bin (NaN when empty)
+    predicted: np.ndarray
+    #: fraction of class 1 (binary) or accuracy (more classes) in the bin (NaN when empty)
+    observed: np.ndarray
+    ece: float
+    #: what is binned: the probability of class 1, or the confidence
+    quantity: str
+
+
+def reliability_curve(labels: Any, probs: Any, n_bins: int = 10) -> ReliabilityCurve:
+    """Per equal-width bin: the number of samples, their mean predicted probability and the observed
+    frequency, with the ECE; inputs and conventions as :func:`expected_calibration_error`. The
+    non-empty bins' ``(observed, predicted)`` equal ``calibration_curve(..., strategy="uniform")``."""
+    outcome, predicted, bins, quantity = _calibration_inputs(labels, probs, n_bins)
+    n_bins = int(n_bins)
+    count = np.bincount(bins, minlength=n_bins)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean_predicted = np.bincount(bins, weights=predicted, minlength=n_bins) / count
+        observed = np.bincount(bins, weights=outcome, minlength=n_bins) / count
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    return ReliabilityCurve(lower=edges[:-1], upper=edges[1:], count=count.astype(np.int64),
+                            predicted=np.where(count > 0, mean_predicted, np.nan),
+                            observed=np.where(count > 0, observed, np.nan),
+                            ece=float(_ece_rows(outcome, predicted, bins, n_bins)), quantity=quantity)
+
+
+#: bins of the ECE that :func:`classification_metrics` reports
+_ECE_BINS = 10
+
+
 def _nan_ci() -> list[float]:
     return [math.nan, math.nan]
 
 
 def classification_metrics(labels: Any, probs: Any, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
-    """AUC, accuracy and balanced accuracy with 95 % bootstrap intervals.
+    """AUC, accuracy, balanced accuracy and the expected calibration error (10 bins, see
+    :func:`expected_calibration_error`) with 95 % bootstrap intervals.
 
     Args:
         labels: ``[N]`` int class indices.
@@ -211,9 +363,9 @@ def classification_metrics(labels: Any, probs: Any, n_resamples: int = 1000, see
 
     Returns:
         ``{"auc", "auc_ci95": [lo, hi], "accuracy", "accuracy_ci95", "balanced_accuracy",
-        "balanced_accuracy_ci95", "n"}``;
+        "balanced_accuracy_ci95", "ece", "ece_ci95", "n"}``;
         ``auc`` (and its interval) is NaN when only one class is present; everything but ``n``
-        is NaN when ``N == 0``.
+        is NaN when ``N == 0``; ``ece`` is NaN when ``probs`` are not probabilities in [0, 1].
     """
     labels = _integer_labels(as_numpy(labels))
     probs = as_numpy(probs).astype(np.float64)
@@ -222,7 +374,8 @@ def classification_metrics(labels: Any, probs: Any, n_resamples: int = 1000, see
     n = int(labels.shape[0])
     if n == 0:
         return {"auc": math.nan, "auc_ci95": _nan_ci(), "accuracy": math.nan, "accuracy_ci95": _nan_ci(),
-                "balanced_accuracy": math.nan, "balanced_accuracy_ci95": _nan_ci(), "n": 0}
+                "balanced_accuracy": math.nan, "balanced_accuracy_ci95": _nan_ci(), "ece": math.nan,
+                "ece_ci95": _nan_ci(), "n": 0}
     predicted = (probs >= 0.5).astype(np.int64) if probs.ndim == 1 else probs.argmax(axis=1)
     try:
         auc = roc_auc(labels, probs)
@@ -238,5 +391,14 @@ def classification_metrics(labels: Any, probs: Any, n_resamples: int = 1000, see
     acc_ci = list(bootstrap_ci(batched_mean, correct, n_resamples=n_resamples, seed=seed, vectorized=True))
     balanced_ci = list(bootstrap_ci(_balanced_accuracy_batched, labels, predicted, n_resamples=n_resamples,
                                     seed=seed, vectorized=True))
+    try:
+        outcome, predicted_probability, bins, _ = _calibration_inputs(labels, probs, _ECE_BINS)
+    except ValueError:  # not probabilities (or labels out of range): no calibration to speak of
+        ece, ece_ci = math.nan, _nan_ci()
+    else:
+        ece = float(_ece_rows(outcome, predicted_probability, bins, _ECE_BINS))
+        ece_ci = list(bootstrap_ci(partial(_ece_rows, n_bins=_ECE_BINS), outcome, predicted_probability, bins,
+                                   n_resamples=n_resamples, seed=seed, vectorized=True))
     return {"auc": auc, "auc_ci95": auc_ci, "accuracy": float(correct.mean()), "accuracy_ci95": acc_ci,
-            "balanced_accuracy": balanced_accuracy(labels, predicted), "balanced_accuracy_ci95": balanced_ci, "n": n}
+            "balanced_accuracy": balanced_accuracy(labels, predicted), "balanced_accuracy_ci95": balanced_ci,
+            "ece": ece, "ece_ci95": ece_ci, "n": n}

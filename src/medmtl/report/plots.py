@@ -1,4 +1,5 @@
-"""Figures for a run: loss curves, ROC curves, image/mask/prediction overlays."""
+"""Figures for a run: loss curves, ROC curves, reliability diagrams, confusion matrices,
+Kaplan–Meier curves, image/mask/prediction overlays."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from medmtl.metrics import roc_auc, roc_curves  # noqa: E402
+from medmtl.metrics import ReliabilityCurve, roc_auc, roc_curves  # noqa: E402
 
 
 def plot_loss_curves(metrics_csv: Path, out_png: Path) -> Path | None:
@@ -82,6 +83,91 @@ def plot_roc(labels: np.ndarray, probs: np.ndarray, out_png: Path, title: str = 
     ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
     return _save(fig, out_png)
+
+
+def plot_calibration(curve: ReliabilityCurve, out_png: Path, title: str = "Calibration") -> Path | None:
+    """Reliability diagram: observed frequency against mean predicted probability per non-empty bin
+    (marker area ~ samples in the bin), the diagonal of perfect calibration, the bins' sample
+    counts below; None when every bin is empty."""
+    filled = curve.count > 0
+    if not filled.any():
+        return None
+    fig, (ax, hist) = plt.subplots(2, 1, figsize=(4.5, 5.6), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([0, 1], [0, 1], ":", color="grey", label="perfect calibration")
+    sizes = 12 + 120 * curve.count[filled] / curve.count.max()
+    ax.plot(curve.predicted[filled], curve.observed[filled], "-", color="tab:blue")
+    ax.scatter(curve.predicted[filled], curve.observed[filled], s=sizes, color="tab:blue", zorder=3,
+               label=f"ECE {curve.ece:.3f}")
+    binary = "class 1" in curve.quantity
+    ax.set_ylabel("fraction of class 1" if binary else "accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    ax.set_title(title, fontsize=9)
+    hist.bar(curve.lower, curve.count, width=curve.upper - curve.lower, align="edge", color="tab:blue",
+             alpha=0.5, edgecolor="white")
+    hist.set_xlabel(curve.quantity, fontsize=8)
+    hist.set_ylabel("samples")
+    return _save(fig, out_png)
+
+
+def plot_confusion(counts: np.ndarray, out_png: Path, title: str = "Confusion matrix",
+                   class_names: list[str] | None = None) -> Path:
+    """Two panels of a ``[K, K]`` confusion matrix (rows: true class, columns: predicted): the
+    counts and the row-normalised fractions (each true class's recall on the diagonal); cells are
+    annotated up to 15 classes."""
+    k = counts.shape[0]
+    names = class_names or [str(c) for c in range(k)]
+    rows = counts.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fractions = np.where(rows > 0, counts / np.maximum(rows, 1), np.nan)
+    size = min(4.0 + 0.35 * k, 12.0)
+    fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+    for ax, values, label, fmt in ((axes[0], counts, "count", "d"), (axes[1], fractions, "fraction of the true class", ".2f")):
+        image = ax.imshow(values, cmap="Blues", vmin=0, vmax=None if fmt == "d" else 1)
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label=label)
+        ax.set_xticks(range(k), names, fontsize=7, rotation=90 if k > 8 else 0)
+        ax.set_yticks(range(k), names, fontsize=7)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        if k <= 15:
+            top = np.nanmax(values) if np.isfinite(values).any() else 1
+            for i in range(k):
+                for j in range(k):
+                    value = values[i, j]
+                    text = "–" if not np.isfinite(value) else format(int(value) if fmt == "d" else value, fmt)
+                    ax.text(j, i, text, ha="center", va="center", fontsize=9 if k <= 6 else 7,
+                            color="white" if np.isfinite(value) and value > 0.6 * top else "black")
+    axes[0].set_title("counts", fontsize=9)
+    axes[1].set_title("row-normalised", fontsize=9)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, out_png)
+
+
+def plot_kaplan_meier(fitters: list, out_png: Path, title: str = "Kaplan–Meier",
+                      at_risk_labels: list[str] | None = None) -> Path:
+    """Kaplan–Meier curves (lifelines ``KaplanMeierFitter`` objects, fitted and labelled) with
+    their 95% confidence bands, censoring ticks and the numbers at risk under the axis (rows named
+    ``at_risk_labels``, default the fitters' labels)."""
+    import warnings
+
+    from lifelines.plotting import add_at_risk_counts  # lifelines only when a survival report is drawn
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.2 + 0.35 * len(fitters)))
+    with warnings.catch_warnings():  # lifelines' and pandas' chatter stays off the user's console
+        warnings.simplefilter("ignore")
+        for fitter in fitters:
+            fitter.plot_survival_function(ax=ax, ci_show=True, ci_alpha=0.15, show_censors=True,
+                                          censor_styles={"ms": 4, "marker": "|"})
+        ax.set_xlabel("time")
+        ax.set_ylabel("survival probability")
+        ax.set_ylim(0, 1.05)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="best")
+        ax.set_title(title, fontsize=9)
+        add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"], labels=at_risk_labels, fig=fig)
+        return _save(fig, out_png)
 
 
 def plot_overlays(images: np.ndarray, true_masks: list[np.ndarray | None], pred_masks: list[np.ndarray | None],

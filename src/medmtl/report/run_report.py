@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from medmtl.io_utils import atomic_write_text
+from medmtl.report.html import write_html_report
 from medmtl.report.plots import plot_balancing, plot_loss_curves, plot_overlays, plot_volume_overlays
 from medmtl.report.tables import markdown_table
 from medmtl.tasks.outputs import merge_overlays
@@ -27,7 +28,9 @@ if TYPE_CHECKING:
 def write_report(run_dir: Path, config: RunConfig, model: MultiTaskModel, loader: Any,
                  metrics: dict[str, dict[str, Any]], split: str = "val", n_overlays: int = 8,
                  summaries: dict[str, dict[str, np.ndarray]] | None = None) -> Path:
-    """Write ``run_dir/report/report.md`` with its figures beside it; returns the path.
+    """Write ``run_dir/report/report.md`` with its figures beside it, and ``report.html`` (the
+    same, one self-contained page: :func:`medmtl.report.html.write_html_report`); returns the
+    Markdown's path.
 
     ``summaries`` (from ``collect_summaries`` over ``loader``) spares a second pass over the data
     when the caller has them already.
@@ -57,6 +60,7 @@ def write_report(run_dir: Path, config: RunConfig, model: MultiTaskModel, loader
         sections.append("## Predictions\n\n![overlays](overlays.png)")
     path = report_dir / "report.md"
     atomic_write_text(path, "\n\n".join(sections) + "\n")
+    write_html_report(path)
     return path
 
 

@@ -12,7 +12,15 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from medmtl.encoders.base import FeatureInfo
 from medmtl.io_utils import atomic_write_text
-from medmtl.metrics import classification_metrics, roc_curves
+from medmtl.metrics import (
+    bootstrap_ci,
+    classification_metrics,
+    confusion_matrix,
+    expected_calibration_error,
+    per_class_metrics,
+    reliability_curve,
+    roc_curves,
+)
 from medmtl.tasks.base import Batch, Outputs, Summary, Task
 from medmtl.tasks.heads import PooledHead, PooledHeadOptions
 from medmtl.tasks.outputs import Overlay
@@ -57,6 +65,7 @@ class ClassificationTask(Task[torch.Tensor, torch.Tensor]):
     monitor = ("auc", "max")
     summary_metrics = ("auc", "balanced_accuracy", "accuracy")
     metric_names = ("auc", "accuracy", "balanced_accuracy")
+    lower_is_better = frozenset({"loss", "ece"})
     options: ClassificationOptions
 
     def __init__(self, name: str | None = None, options: ClassificationOptions | None = None, **values: Any) -> None:
@@ -103,8 +112,13 @@ class ClassificationTask(Task[torch.Tensor, torch.Tensor]):
 
     # -- results for people ---------------------------------------------------------------
     def report_figures(self, summary: Summary, out_dir: Path, split: str) -> list[str]:
-        return roc_section(self.name, summary["labels"], summary["probs"], out_dir, f"ROC — {self.name} ({split})",
-                           f"ROC — {self.name}")
+        """ROC curves (:func:`roc_section`), the reliability diagram with the ECE
+        (:func:`calibration_section`) and the confusion matrix with, for more than two classes, a
+        per-class table (:func:`confusion_section`)."""
+        labels, probs = summary["labels"], summary["probs"]
+        return (roc_section(self.name, labels, probs, out_dir, f"ROC — {self.name} ({split})", f"ROC — {self.name}")
+                + calibration_section(self.name, labels, probs, out_dir, split)
+                + confusion_section(self.name, labels, probs, out_dir, split))
 
     def overlay(self, prediction: torch.Tensor, batch: Batch, index: int) -> Overlay:
         probs = prediction[index].cpu().numpy()
@@ -132,3 +146,67 @@ def roc_section(name: str, labels: np.ndarray, probs: np.ndarray, out_dir: Path,
         atomic_write_text(out_dir / f"roc_{name}.csv", pd.concat(rows).to_csv(index=False))
     png = plot_roc(labels, probs, out_dir / f"roc_{name}.png", title=title)
     return [f"## {heading}\n\n![ROC {name}]({png.name})"] if png else []
+
+
+def _number(value: float) -> str:
+    return "n/a" if not np.isfinite(value) else f"{value:.3f}"
+
+
+def calibration_section(name: str, labels: np.ndarray, probs: np.ndarray, out_dir: Path, split: str,
+                        n_bins: int = 10) -> list[str]:
+    """Write the reliability diagram ``calibration_<name>.png`` and its bins ``calibration_<name>.csv``
+    (lower, upper, count, predicted, observed) of ``probs`` ``[N, K]`` against ``labels`` ``[N]``;
+    the Markdown section with the ECE and its 95% bootstrap interval (none for zero samples)."""
+    import pandas as pd
+
+    from medmtl.report.plots import plot_calibration  # matplotlib only when a report is written
+
+    if len(labels) == 0:
+        return []
+    try:
+        curve = reliability_curve(labels, probs, n_bins)
+    except ValueError as error:  # e.g. NaN probabilities of a diverged model
+        return [f"## Calibration — {name}\n\nNo reliability diagram: {error}."]
+    table = pd.DataFrame({"lower": curve.lower, "upper": curve.upper, "count": curve.count,
+                          "predicted": curve.predicted, "observed": curve.observed})
+    atomic_write_text(out_dir / f"calibration_{name}.csv", table.to_csv(index=False))
+    low, high = bootstrap_ci(lambda y, p: expected_calibration_error(y, p, n_bins), labels, probs, n_resamples=1000)
+    observed = "fraction of class 1" if "class 1" in curve.quantity else "accuracy"
+    png = plot_calibration(curve, out_dir / f"calibration_{name}.png",
+                           title=f"Calibration — {name} ({split}): ECE {curve.ece:.3f}")
+    text = (f"## Calibration — {name}\n\nExpected calibration error (ECE) {curve.ece:.3f} "
+            f"[{_number(low)}, {_number(high)}] (95% bootstrap CI): the {observed} against the {curve.quantity}, "
+            f"in {n_bins} equal-width bins, weighted by the bins' sizes (0 = perfectly calibrated). "
+            f"Bins in `calibration_{name}.csv`.")
+    return [text + (f"\n\n![calibration {name}]({png.name})" if png else "")]
+
+
+def confusion_section(name: str, labels: np.ndarray, probs: np.ndarray, out_dir: Path, split: str) -> list[str]:
+    """Write the confusion matrix at the arg-max prediction as ``confusion_<name>.png`` (counts and
+    row-normalised) and ``confusion_<name>.csv`` (a row per true class, a column per predicted
+    class, counts); the Markdown section, with the per-class precision, recall, F1, one-vs-rest
+    AUC and support as a table when there are more than two classes. Classes are named by their
+    indices (none for zero samples)."""
+    import pandas as pd
+
+    from medmtl.report.plots import plot_confusion  # matplotlib only when a report is written
+
+    if len(labels) == 0:
+        return []
+    counts = confusion_matrix(labels, probs)
+    k = counts.shape[0]
+    table = pd.DataFrame(counts, index=pd.Index(range(k), name="true"), columns=[str(c) for c in range(k)])
+    atomic_write_text(out_dir / f"confusion_{name}.csv", table.to_csv())
+    png = plot_confusion(counts, out_dir / f"confusion_{name}.png", title=f"Confusion matrix — {name} ({split})")
+    threshold = "class 1 when its probability exceeds 0.5" if k == 2 else "the class of highest probability"
+    text = (f"## Confusion matrix — {name}\n\nAt the operating point of the reported accuracy ({threshold}); "
+            f"rows: true class, columns: predicted class; right: each row divided by its total (the recall "
+            f"on the diagonal). Counts in `confusion_{name}.csv`.\n\n![confusion matrix {name}]({png.name})")
+    if k > 2:
+        per_class = per_class_metrics(labels, probs)
+        rows = ["| class | precision | recall | F1 | AUC (one-vs-rest) | support |", "|---|---|---|---|---|---|"]
+        rows += [f"| {c} | {_number(per_class['precision'][c])} | {_number(per_class['recall'][c])} | "
+                 f"{_number(per_class['f1'][c])} | {_number(per_class['auc'][c])} | {per_class['support'][c]} |"
+                 for c in range(k)]
+        text += "\n\nPer class (precision, recall and F1 of the arg-max prediction):\n\n" + "\n".join(rows)
+    return [text]

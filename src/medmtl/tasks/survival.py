@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from pydantic import Field
 
 from medmtl.encoders.base import FeatureInfo
+from medmtl.io_utils import atomic_write_text
 from medmtl.losses.cox import cox_partial_likelihood_loss
 from medmtl.losses.cox_distributed import gather_survival, global_gradient, is_distributed
 from medmtl.metrics import survival_metrics
+from medmtl.metrics.bootstrap import as_numpy
 from medmtl.tasks.base import Batch, Outputs, Summary, Task
 from medmtl.tasks.heads import PooledHead, PooledHeadOptions
 
@@ -21,6 +27,8 @@ class SurvivalOptions(PooledHeadOptions):
     ties: Literal["breslow", "efron"] = Field("efron", description="how the Cox loss handles tied event times")
     memory: int = Field(0, ge=0, description="remember the last N training samples' risks for the Cox risk sets "
                                              "(for batches of one slide)")
+    km_groups: Literal[2, 3] = Field(2, description="risk groups of the report's Kaplan–Meier figure: split at the "
+                                                  "median predicted risk (2) or its tertiles (3)")
 
 
 class SurvivalTask(Task[torch.Tensor, torch.Tensor]):
@@ -107,3 +115,149 @@ class SurvivalTask(Task[torch.Tensor, torch.Tensor]):
 
     def compute_metrics(self, summary: Summary, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
         return survival_metrics(summary["time"], summary["event"], summary["risk"], n_resamples=n_resamples, seed=seed)
+
+    # -- results for people ---------------------------------------------------------------
+    def report_figures(self, summary: Summary, out_dir: Path, split: str) -> list[str]:
+        """Kaplan–Meier curves of the predicted risk groups (``km_<task>.png``, points in
+        ``km_<task>.csv``: group, time, survival) with the log-rank p-value, the numbers at risk and
+        the C-index; a sentence instead of the figure when the groups cannot be formed."""
+        return km_section(self.name, summary["time"], summary["event"], summary["risk"], out_dir, split,
+                          groups=self.options.km_groups)
+
+
+#: names of the risk groups, lowest predicted risk first
+_GROUP_NAMES = {2: ("low risk", "high risk"), 3: ("low risk", "intermediate risk", "high risk")}
+
+
+@dataclass
+class RiskGroups:
+    """The result of :func:`km_risk_groups`."""
+
+    #: group of each sample ``[N]`` (0 = lowest predicted risk)
+    group: np.ndarray
+    #: group names, lowest risk first
+    names: list[str]
+    #: the risk cut points (``groups - 1`` of them); group ``g`` holds ``cuts[g-1] < risk <= cuts[g]``
+    cuts: list[float]
+    #: fitted ``lifelines.KaplanMeierFitter`` per group, labelled ``"<name> (n=…)"``
+    fitters: list[Any]
+    #: log-rank test of equal survival across the groups (NaN when there is no event)
+    p_value: float
+    #: why ``p_value`` is NaN, else None
+    note: str | None
+
+
+def km_risk_groups(time: Any, event: Any, risk: Any, groups: int = 2) -> RiskGroups:
+    """Split samples at the median (``groups=2``) or the tertiles (``groups=3``) of the predicted
+    ``risk``, fit a Kaplan–Meier curve per group (lifelines ``KaplanMeierFitter``) and test the
+    groups' survival with the log-rank test (lifelines ``multivariate_logrank_test``; with two
+    groups the same as ``logrank_test``).
+
+    Args:
+        time: ``[N]`` follow-up times (finite, >= 0). event: ``[N]`` 1 event, 0 censored.
+        risk: ``[N]`` predicted risk (higher = shorter survival). groups: 2 or 3.
+
+    Returns:
+        :class:`RiskGroups`; without any event the curves stay at 1 and the p-value is NaN.
+
+    Raises:
+        ValueError: empty or mismatched arrays, non-finite values, events other than 0/1, an
+            unsupported ``groups``, fewer than ``2 * groups`` samples, all risks equal, or a group
+            with fewer than 2 samples (tied risks at a cut point).
+    """
+    if groups not in _GROUP_NAMES:
+        raise ValueError(f"groups must be 2 (median split) or 3 (tertiles), got {groups!r}")
+    time = as_numpy(time).astype(np.float64)
+    event = as_numpy(event).astype(np.float64)
+    risk = as_numpy(risk).astype(np.float64)
+    if time.ndim != 1 or event.shape != time.shape or risk.shape != time.shape:
+        raise ValueError(f"time, event and risk must all be [N], got shapes {time.shape}, {event.shape}, {risk.shape}")
+    if time.shape[0] == 0:
+        raise ValueError("Kaplan–Meier risk groups need samples, got zero")
+    if not (np.all(np.isfinite(time)) and np.all(np.isfinite(risk))):
+        raise ValueError("time and risk must be finite (no NaN or infinity)")
+    if np.any(time < 0):
+        raise ValueError("time must be non-negative")
+    if not np.all(np.isin(event, (0.0, 1.0))):
+        raise ValueError("event must hold 0 (censored) or 1 (event) only")
+    if time.shape[0] < 2 * groups:
+        raise ValueError(f"{groups} risk groups of at least 2 samples need at least {2 * groups} samples, "
+                         f"got {time.shape[0]}")
+    if np.all(risk == risk[0]):
+        raise ValueError("all predicted risks are equal, so there are no risk groups")
+    cuts = [float(c) for c in np.quantile(risk, np.arange(1, groups) / groups)]
+    group = np.searchsorted(np.asarray(cuts), risk, side="left")  # risk <= cut stays below it
+    names = list(_GROUP_NAMES[groups])
+    sizes = np.bincount(group, minlength=groups)
+    if sizes.min() < 2:
+        small = ", ".join(f"{names[g]}: {sizes[g]}" for g in range(groups) if sizes[g] < 2)
+        raise ValueError(f"a risk group would have fewer than 2 samples ({small} of {len(risk)} samples; "
+                         f"few samples or tied risks at a cut)")
+
+    import warnings
+
+    from lifelines import KaplanMeierFitter  # lifelines only when a survival report is written
+    from lifelines.statistics import multivariate_logrank_test
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitters = [KaplanMeierFitter(label=f"{names[g]} (n={sizes[g]})").fit(time[group == g], event[group == g])
+                   for g in range(groups)]
+        if event.sum() == 0:
+            p_value, note = math.nan, "no events, so the log-rank test is undefined"
+        else:
+            p_value, note = float(multivariate_logrank_test(time, group, event).p_value), None
+    return RiskGroups(group=group, names=names, cuts=cuts, fitters=fitters, p_value=p_value, note=note)
+
+
+def km_points(result: RiskGroups) -> Any:
+    """The curves of :func:`km_risk_groups` as a ``pandas.DataFrame`` of (group, time, survival)
+    rows: each group's estimate at time 0 and at every observed time."""
+    import pandas as pd  # pandas only when a report is written
+
+    rows = []
+    for name, fitter in zip(result.names, result.fitters):
+        curve = fitter.survival_function_
+        rows.append(pd.DataFrame({"group": name, "time": curve.index.to_numpy(dtype=np.float64),
+                                  "survival": curve.iloc[:, 0].to_numpy(dtype=np.float64)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def _p_text(p_value: float) -> str:
+    return "p < 0.001" if p_value < 1e-3 else f"p = {p_value:.3f}"
+
+
+def km_section(name: str, time: Any, event: Any, risk: Any, out_dir: Path, split: str, groups: int = 2) -> list[str]:
+    """Write ``km_<name>.png`` and ``km_<name>.csv`` (see :meth:`SurvivalTask.report_figures`);
+    the Markdown section (a sentence saying why when no figure can be drawn)."""
+    heading = f"## Kaplan–Meier — {name}"
+    split_text = "the median" if groups == 2 else "the tertiles"
+    try:
+        metrics = survival_metrics(time, event, risk)
+    except ValueError as error:  # e.g. NaN risks of a diverged model: no figure either
+        return [f"{heading}\n\nNo Kaplan–Meier figure: {error}."]
+    if math.isnan(metrics["c_index"]):
+        c_text, c_note = "C-index undefined (no comparable pair)", ""
+    else:
+        low, high = metrics["c_index_ci95"]
+        c_text = f"C-index {metrics['c_index']:.3f}" + ("" if math.isnan(low) else f" [{low:.3f}, {high:.3f}]")
+        c_note = "" if math.isnan(low) else " (95% bootstrap CI, 1000 resamples)"
+    counts = f"{metrics['n']} samples, events: {metrics['events']}"
+    try:
+        result = km_risk_groups(time, event, risk, groups)
+    except ValueError as error:
+        return [(f"{heading}\n\nNo Kaplan–Meier figure of risk groups at {split_text} of the predicted risk: "
+                 f"{error}. {c_text}{c_note}; {counts}.")]
+    from medmtl.report.plots import plot_kaplan_meier  # matplotlib only when a report is written
+
+    atomic_write_text(out_dir / f"km_{name}.csv", km_points(result).to_csv(index=False))
+    test_text = f"log-rank {_p_text(result.p_value)}" if result.note is None else f"log-rank test: {result.note}"
+    png = plot_kaplan_meier(result.fitters, out_dir / f"km_{name}.png", at_risk_labels=result.names,
+                            title=f"Kaplan–Meier — {name} ({split}): risk groups at {split_text}\n"
+                                  f"{test_text}; {c_text}")
+    cuts = ", ".join(f"{c:.3g}" for c in result.cuts)
+    return [f"{heading}\n\nSamples split at {split_text} of the predicted risk ({cuts}; "
+            + ", ".join(f"{n}: {len(f.durations)}" for n, f in zip(result.names, result.fitters))
+            + f"); {test_text}; {c_text}{c_note}; {counts}. Numbers at risk under the plot; "
+            f"curve points in `km_{name}.csv`."
+            f"\n\n![Kaplan–Meier {name}]({png.name})"]
