@@ -5,6 +5,7 @@ from __future__ import annotations
 from medmtl.balancing import LossBalancer, create_balancer
 from medmtl.config import RunConfig
 from medmtl.encoders import create_encoder
+from medmtl.errors import ConfigError
 from medmtl.model import MultiTaskModel
 from medmtl.tasks import Task, task_class
 
@@ -27,4 +28,13 @@ def build_model(config: RunConfig) -> MultiTaskModel:
 
 
 def build_balancer(config: RunConfig, model: MultiTaskModel) -> LossBalancer:
-    return create_balancer(config.loss.balancer, list(model.tasks), config.loss.weights, config.loss.options)
+    """The configured balancer; a :class:`ConfigError` when a gradient method at the parameter level
+    (``loss.options.level: shared``) meets an encoder without trainable parameters: there would be no
+    shared gradient to balance, and the method would silently apply its initial weights."""
+    balancer = create_balancer(config.loss.balancer, list(model.tasks), config.loss.weights, config.loss.options)
+    if balancer.gradients == "shared" and not any(p.requires_grad for p in model.encoder.parameters()):
+        raise ConfigError("loss.options.level", f"balancer '{config.loss.balancer}' at level 'shared' needs the "
+                                                f"encoder's trainable parameters, and encoder "
+                                                f"'{config.model.encoder.name}' has none; use level: representation "
+                                                "(the gradients of its feature maps)")
+    return balancer

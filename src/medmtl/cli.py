@@ -12,6 +12,10 @@ from rich.console import Console
 from medmtl.cli_errors import console, fail as _fail, writes_to as _writes_to
 from medmtl.errors import MedMTLError
 
+#: ``--tta`` of evaluate and predict (the choices: :data:`medmtl.tta.TTA_CHOICES`)
+_TTA_HELP = ("test-time augmentation: none, flip (the identity and a flip of each spatial axis; outputs averaged) "
+             "or flip+rot90 (also 90/180/270° rotations of square images)")
+
 app = typer.Typer(help="Multi-task deep learning on medical images.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 
@@ -75,6 +79,7 @@ def evaluate(
     report: Annotated[bool, typer.Option(help="also (re)write RUN/report/ for this split")] = False,
     checkpoint: Annotated[str, typer.Option(
         help="best, last (end of the last finished epoch) or the path of a .ckpt file of this run")] = "best",
+    tta: Annotated[str, typer.Option("--tta", help=_TTA_HELP)] = "none",
 ) -> None:
     """Evaluate a checkpoint of a run (default: the best) on a split, with bootstrap 95% CIs.
 
@@ -86,9 +91,12 @@ def evaluate(
         from medmtl.io_utils import atomic_write_json
         from medmtl.training.loaders import build_run_datasets, evaluation_loader
         from medmtl.training.run import load_run_checkpoint, with_data_overrides
+        from medmtl.tta import tta_transforms, with_tta
 
+        tta_transforms(tta, 2)  # a bad --tta fails before the checkpoint is loaded
         cfg, model, used = load_run_checkpoint(run_dir, checkpoint)
         console.print(f"checkpoint: {used.describe()}", markup=False, soft_wrap=True)
+        model = with_tta(model, tta, cfg.model.spatial_dims or 2)
         cfg = with_data_overrides(cfg, overrides or [])
         if data is not None:
             cfg.data.root = data
@@ -172,12 +180,15 @@ def predict(
         help="best, last (end of the last finished epoch) or the path of a .ckpt file of this run")] = "best",
     backend: Annotated[str, typer.Option(help="torch (a run directory) or onnxruntime (an exported .onnx file; "
                                               "the same prediction files)")] = "torch",
+    tta: Annotated[str, typer.Option("--tta", help=_TTA_HELP)] = "none",
 ) -> None:
     """Predict class probabilities, masks (PNG; NIfTI on the input grid for volumes) and boxes (COCO JSON) for image files."""
     try:
         from medmtl.errors import ConfigError
         from medmtl.predict import predict_files
+        from medmtl.tta import tta_transforms, with_tta
 
+        tta_transforms(tta, 2)  # a bad --tta fails before the model is loaded
         if backend == "onnxruntime":
             from medmtl.exported import OnnxRuntimeModel
 
@@ -198,6 +209,7 @@ def predict(
             console.print(f"checkpoint: {used.describe()}", markup=False, soft_wrap=True)
         else:
             raise ConfigError("--backend", f"unknown backend '{backend}'; choose torch or onnxruntime")
+        model = with_tta(model, tta, cfg.model.spatial_dims or 2)
         predict_files(cfg, model, list(images), out)
         console.print(f"wrote predictions for {len(images)} image(s) to {out}")
     except MedMTLError as error:

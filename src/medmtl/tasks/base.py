@@ -8,6 +8,7 @@ Nothing outside ``medmtl.tasks`` knows task kinds: the model, the trainer, the r
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -72,6 +73,13 @@ class Task(nn.Module, ABC, Generic[P, T]):
     #: the head predicts one value per pixel/voxel at the image's size (``[B, K, *S]``: segmentation,
     #: reconstruction), so a sliding-window pass stitches it; otherwise it predicts per image
     dense: ClassVar[bool] = False
+    #: why the task cannot use test-time augmentation (:mod:`medmtl.tta`) when :meth:`tta_merge` is None
+    tta_refusal: ClassVar[str] = "its outputs cannot be averaged over transformed images"
+    #: test-time augmentation (:class:`medmtl.tta.TTAModel`): a method ``tta_merge(outputs) -> raw output``
+    #: that merges the raw outputs of the transformed copies of a batch (dense outputs already mapped back
+    #: onto the input's grid) into one raw output that :meth:`postprocess`, :meth:`select` and
+    #: :meth:`summarize` take as they take the head's; None (the default): the task cannot use TTA
+    tta_merge: ClassVar[Any] = None
 
     def __init__(self, name: str | None = None, options: TaskOptions | None = None, **values: Any) -> None:
         super().__init__()
@@ -198,6 +206,12 @@ class Task(nn.Module, ABC, Generic[P, T]):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, target={self.target!r}"
+
+
+def mean_log_probabilities(log_probs: list[torch.Tensor]) -> torch.Tensor:
+    """``log(mean_i exp(log_probs[i]))``, computed stably (in float32 at least, returned in the inputs' dtype)."""
+    stacked = torch.stack([p.float() for p in log_probs])
+    return (torch.logsumexp(stacked, dim=0) - math.log(len(log_probs))).to(log_probs[0].dtype)
 
 
 def concat_summaries(parts: list[Summary]) -> Summary:

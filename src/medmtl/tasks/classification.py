@@ -21,7 +21,7 @@ from medmtl.metrics import (
     reliability_curve,
     roc_curves,
 )
-from medmtl.tasks.base import Batch, Outputs, Summary, Task
+from medmtl.tasks.base import Batch, Outputs, Summary, Task, mean_log_probabilities
 from medmtl.tasks.heads import PooledHead, PooledHeadOptions
 from medmtl.tasks.outputs import Overlay
 
@@ -102,6 +102,17 @@ class ClassificationTask(Task[torch.Tensor, torch.Tensor]):
             p = torch.sigmoid(prediction[:, 0])
             return torch.stack([1 - p, p], dim=1)
         return prediction.softmax(dim=1)
+
+    def tta_merge(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """Test-time augmentation: the mean of the transformed copies' class probabilities, returned as
+        **log-probabilities** ``[B, num_classes]`` (``ce``; their softmax is that mean, so :meth:`postprocess`,
+        the summaries and the cross-entropy work on them as on logits) or, for ``bce``, as the **logit**
+        ``[B, 1]`` of the mean probability of class 1."""
+        if self.options.loss == "bce":
+            log_p = mean_log_probabilities([F.logsigmoid(out) for out in outputs])
+            log_q = mean_log_probabilities([F.logsigmoid(-out) for out in outputs])
+            return log_p - log_q
+        return mean_log_probabilities([out.float().log_softmax(dim=1).to(out.dtype) for out in outputs])
 
     def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> Summary:
         probs = self.postprocess(prediction.detach().float()).cpu().numpy()

@@ -58,6 +58,11 @@ class ReconstructionTask(Task[torch.Tensor, torch.Tensor]):
     def compute_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(prediction, target.float())
 
+    def tta_merge(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """Test-time augmentation: the mean of the transformed copies' reconstructions ``[B, C, *S]`` (already
+        mapped back onto the input's grid)."""
+        return torch.stack(outputs).mean(dim=0)
+
     def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> Summary:
         mse = (prediction.detach().float() - target.detach().float()).pow(2).flatten(1).mean(dim=1)
         psnr = 10 * torch.log10(1.0 / mse.clamp_min(1e-10))

@@ -51,6 +51,10 @@ class RegressionTask(Task[torch.Tensor, torch.Tensor]):
     def compute_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(prediction, target.float().reshape(prediction.shape))
 
+    def tta_merge(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """Test-time augmentation: the mean of the transformed copies' predicted values ``[B, num_outputs]``."""
+        return torch.stack(outputs).mean(dim=0)
+
     def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> Summary:
         pred = prediction.detach().float().reshape(len(prediction), -1)[:, 0]
         true = target.detach().float().reshape(len(target), -1)[:, 0]

@@ -10,7 +10,7 @@ from pydantic import Field
 from medmtl.data.boxes import boxes_from_mask
 from medmtl.encoders.base import FeatureInfo
 from medmtl.metrics import dice_per_image, iou_per_image, segmentation_metrics
-from medmtl.tasks.base import Batch, Outputs, Summary, Task, TaskOptions
+from medmtl.tasks.base import Batch, Outputs, Summary, Task, TaskOptions, mean_log_probabilities
 from medmtl.tasks.heads import UNetDecoder
 from medmtl.tasks.outputs import Overlay, PredictionSink
 
@@ -79,6 +79,13 @@ class SegmentationTask(Task[torch.Tensor, torch.Tensor]):
     def postprocess(self, prediction: torch.Tensor) -> torch.Tensor:
         """Class index per pixel ``[B, H, W]``."""
         return prediction.argmax(dim=1)
+
+    def tta_merge(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """Test-time augmentation: per pixel/voxel, the mean of the transformed copies' class probabilities
+        (outputs already mapped back onto the input's grid), returned as **log-probabilities**
+        ``[B, num_classes, *S]``: their arg-max (:meth:`postprocess`, Dice, IoU) and softmax are those of
+        the mean probabilities."""
+        return mean_log_probabilities([out.float().log_softmax(dim=1).to(out.dtype) for out in outputs])
 
     def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> Summary:
         predicted = self.postprocess(prediction.detach())

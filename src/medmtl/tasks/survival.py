@@ -108,6 +108,10 @@ class SurvivalTask(Task[torch.Tensor, torch.Tensor]):
         self.bank = torch.cat([bank, current])[-memory:]
         return loss
 
+    def tta_merge(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """Test-time augmentation: the mean of the transformed copies' log-risks ``[B, 1]``."""
+        return torch.stack(outputs).mean(dim=0)
+
     def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> Summary:
         target = target.detach().float().cpu().numpy()
         return {"time": target[:, 0], "event": target[:, 1],

@@ -140,6 +140,9 @@ class DetectionTask(Task[Detections, list[dict[str, Any]]]):
     """
 
     kind = "detection"
+    #: boxes of flipped copies would have to be mapped back and merged (e.g. weighted box fusion): not done
+    tta_merge = None
+    tta_refusal = "boxes would need merging across the transformed images"
     spatial_dims = (2,)  # torchvision's RPN, RoIAlign and box coders are 2D
     Options = DetectionOptions
     monitor = ("froc_score", "max")
