@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -128,6 +128,8 @@ def report_command(
         help="runs: train, val or test (default val; train for data without a validation split)")] = None,
     checkpoint: Annotated[Optional[str], typer.Option(
         help="runs: best (default), last or the path of a .ckpt file of this run")] = None,
+    km_groups: Annotated[Optional[int], typer.Option(
+        "--km-groups", help="runs with a survival head: Kaplan–Meier risk groups, 2 (median) or 3 (tertiles)")] = None,
 ) -> None:
     """(Re)write a report without training: a run's report/report.md and report.html (one self-contained
     page, figures embedded) from its checkpoint on a split; a comparison's comparison.html from its
@@ -141,7 +143,7 @@ def report_command(
                 raise DataError(target, "does not exist" if not target.exists() else
                                 "is neither a medmtl run directory (config.yaml) nor a comparison directory "
                                 "(comparison.md)")
-            for name, value in (("--split", split), ("--checkpoint", checkpoint)):
+            for name, value in (("--split", split), ("--checkpoint", checkpoint), ("--km-groups", km_groups)):
                 if value is not None:
                     raise ConfigError(name, f"applies to run directories; {target} is a comparison: its "
                                             "comparison.html is rewritten from comparison.md")
@@ -154,6 +156,8 @@ def report_command(
         from medmtl.training.run import load_run_checkpoint
 
         cfg, model, used = load_run_checkpoint(target, checkpoint or "best")
+        if km_groups is not None:
+            _set_km_groups(model, km_groups, target)
         console.print(f"checkpoint: {used.describe()}", markup=False, soft_wrap=True)
         datasets = build_run_datasets(cfg, model)
         chosen = split or ("val" if "val" in datasets else "train")
@@ -394,6 +398,23 @@ def presets() -> None:
 
     for path in sorted(PRESETS_DIR.glob("*.yaml")):
         typer.echo(f"{path.stem:16s} {preset_description(path)}")
+
+
+def _set_km_groups(model: Any, groups: int, run: Path) -> None:
+    """``--km-groups``: the Kaplan–Meier grouping of every task that draws one (its options have
+    ``km_groups``); a :class:`ConfigError` when no task does or the number is not offered."""
+    from medmtl.errors import ConfigError
+
+    drawing = [task for task in model.tasks.values() if "km_groups" in type(task.options).model_fields]
+    if not drawing:
+        raise ConfigError("--km-groups", f"{run} has no task with Kaplan–Meier curves (a survival head); its tasks: "
+                                         + ", ".join(f"{n} ({t.kind})" for n, t in model.tasks.items()))
+    for task in drawing:
+        try:
+            task.options = type(task.options).model_validate({**task.options.model_dump(), "km_groups": groups})
+        except ValueError:
+            raise ConfigError("--km-groups", f"must be 2 (split at the median risk) or 3 (tertiles), not {groups}") \
+                from None
 
 
 def preset_description(path: Path) -> str:

@@ -118,6 +118,28 @@ class TrainerConfig(_Strict):
                                                          "CPU); default: on for 3D models, off for 2D")
     stages: list[StageConfig] = Field(default_factory=list,
                                       description="train only some parts first (FT-MTL-Net: RPN, then heads, then all)")
+    ema_decay: float | None = Field(None, gt=0, lt=1, allow_inf_nan=False,
+                                    description="exponential moving average of the weights, updated every step "
+                                                "(ema = decay·ema + (1 − decay)·weights), in (0, 1), e.g. 0.999; "
+                                                "validation, checkpoints' weights and the final evaluation use it; "
+                                                "None: off")
+    swa_start: float | None = Field(None, ge=0, lt=1, allow_inf_nan=False,
+                                    description="stochastic weight averaging: the equal average of every step's "
+                                                "weights from this fraction of trainer.max_epochs on, in [0, 1), "
+                                                "BatchNorm statistics recomputed for it; used like the EMA; "
+                                                "None: off")
+    select: Literal["best", "last", "ema"] = Field(
+        "best", description="the weights evaluated into metrics.json: best (best.ckpt by trainer.monitor), last "
+                            "(last.ckpt) or ema (the EMA weights at the end; needs trainer.ema_decay); "
+                            "recorded in selection.json")
+
+    def model_post_init(self, context: Any) -> None:
+        if self.select == "ema" and self.ema_decay is None:
+            raise ConfigError("trainer.select", "is 'ema', but trainer.ema_decay is not set (choose e.g. "
+                                                "trainer.ema_decay=0.999, or trainer.select best or last)")
+        if self.ema_decay is not None and self.swa_start is not None:
+            raise ConfigError("trainer.swa_start", "and trainer.ema_decay are both set; choose one way of "
+                                                   "averaging the weights")
 
 
 class RunConfig(_Strict):

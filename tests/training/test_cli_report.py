@@ -79,3 +79,23 @@ def test_report_renders_in_headless_chromium(tiny_run, tmp_path):
                             text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     assert screenshot.stat().st_size > 10_000 and screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_km_groups_needs_a_survival_head(tiny_run):
+    result = run_cli("report", str(tiny_run), "--km-groups", "3")
+    assert result.returncode == 2 and "Kaplan" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_km_groups_sets_every_survival_heads_grouping(tmp_path):
+    from medmtl.cli import _set_km_groups
+    from medmtl.encoders import create_encoder
+    from medmtl.errors import ConfigError
+    from medmtl.model import MultiTaskModel
+    from medmtl.tasks import ClassificationTask, SurvivalTask
+
+    model = MultiTaskModel(create_encoder("small_cnn", in_channels=1, width=4, stages=2),
+                           [ClassificationTask(), SurvivalTask()])
+    _set_km_groups(model, 3, tmp_path)
+    assert model.tasks["survival"].options.km_groups == 3
+    with pytest.raises(ConfigError, match="2 .* or 3"):
+        _set_km_groups(model, 4, tmp_path)

@@ -8,7 +8,8 @@ Run directory layout::
     DIR/checkpoints/last.ckpt  end of the last finished epoch (resume point)
     DIR/checkpoints/best.ckpt  best epoch by the monitored metric
     DIR/logs/csv/metrics.csv   every logged value; DIR/logs/tensorboard/ for TensorBoard
-    DIR/metrics.json           final metrics of the best model on the validation split
+    DIR/metrics.json           final metrics of the selected model (trainer.select) on the validation split
+    DIR/selection.json         which weights metrics.json evaluated: trainer.select, monitor, checkpoint, averaging
     DIR/metrics_test.json      same on the test split, when the data has one
 """
 
@@ -31,6 +32,7 @@ from medmtl.errors import ConfigError, DataError
 from medmtl.evaluation import collect_summaries, evaluate, metrics_from_summaries
 from medmtl.io_utils import atomic_write_json
 from medmtl.model import MultiTaskModel
+from medmtl.training.averaging import averaging_callback
 from medmtl.training.checkpoint_io import AtomicCheckpointIO
 from medmtl.training.lightning_module import MultiTaskModule
 from medmtl.training.loaders import EpochSampler, build_loaders, evaluation_loader, unwrap_dataset
@@ -126,8 +128,14 @@ def _fit_and_evaluate(config: RunConfig, out_dir: Path, plan: RunPlan | None, re
     if trainer.global_rank != 0:
         return RunResult(out_dir, {}, checkpoints / "best.ckpt")
 
-    best = Path(trainer.checkpoint_callback.best_model_path or last)
-    load_weights(model, best)
+    best = _selected_checkpoint(config, trainer, last)
+    info = load_weights(model, best)
+    atomic_write_json(out_dir / "selection.json", {
+        "select": config.trainer.select, "monitor": monitor if config.trainer.select == "best" else None,
+        "monitor_mode": mode if config.trainer.select == "best" else None, **info.as_dict(),
+        "weights": ("ema" if config.trainer.ema_decay is not None else
+                    "swa" if config.trainer.swa_start is not None else "raw"),
+        "ema_decay": config.trainer.ema_decay, "swa_start": config.trainer.swa_start})
     eval_split = "val" if "val" in loaders else "train"
     eval_loader = evaluation_loader(config, unwrap_dataset(loaders[eval_split].dataset))
     summaries = collect_summaries(model, eval_loader)
@@ -144,6 +152,16 @@ def _fit_and_evaluate(config: RunConfig, out_dir: Path, plan: RunPlan | None, re
 
         report_path = write_report(out_dir, config, model, eval_loader, metrics, split=eval_split, summaries=summaries)
     return RunResult(out_dir, metrics, best, test_metrics, report_path)
+
+
+def _selected_checkpoint(config: RunConfig, trainer: L.Trainer, last: Path) -> Path:
+    """The checkpoint ``trainer.select`` names: best.ckpt (last.ckpt when nothing was monitored, e.g.
+    without validation data) for ``best``, last.ckpt for ``last`` and ``ema``. With weight averaging on,
+    every checkpoint's ``state_dict`` holds the averaged weights (see :mod:`medmtl.training.averaging`):
+    ``last`` and ``ema`` are then the same weights, the average at the end of training."""
+    if config.trainer.select == "best":
+        return Path(trainer.checkpoint_callback.best_model_path or last)
+    return last
 
 
 class _ProgressBar(RichProgressBar):
@@ -185,6 +203,9 @@ def _make_trainer(config: RunConfig, out_dir: Path, monitor: str, mode: str, tra
                         save_last=False, auto_insert_metric_name=False, enable_version_counter=False),
     ]
     callbacks += [EpochSeeding(config.seed, sampler), ResumeBookkeeping(t.patience)]
+    averaging = averaging_callback(t)  # EMA / SWA: validated and checkpointed weights are the averaged ones
+    if averaging is not None:
+        callbacks.append(averaging)
     if t.stages:
         callbacks.append(StagedTraining([(stage.epochs, stage.train) for stage in t.stages]))
     if t.patience > 0:
