@@ -65,3 +65,29 @@ def test_predicted_masks_have_the_input_geometry(tmp_path, crop):
         assert len(seen) == len(inputs)
     coco = json.loads((tmp_path / "out" / "boxes.json").read_text())
     assert coco["annotations"] == []
+
+
+def test_window_and_overlap_choose_the_sliding_windows(tmp_path):
+    from medmtl.cli import _window
+    from medmtl.errors import ConfigError
+
+    path = tmp_path / "big.nii.gz"
+    _write_volume(path, (20, 40, 36), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1, 0, 0, 0, 1, 0, 0, 0, 1))
+    config = _config(tmp_path, crop="none")
+    model = build_model(config).eval()
+    counts = {}
+    for window, overlap in [((8, 16, 16), 0.25), ((8, 16, 16), 0.5), ((4, 8, 8), 0.25)]:
+        seen = []
+        forward = model.forward
+        model.forward = lambda image, *a, **k: seen.append(tuple(image.shape)) or forward(image, *a, **k)  # type: ignore
+        predict_files(config, model, [path], tmp_path / f"out{window[0]}-{overlap}", overlays=False,
+                      window=window, overlap=overlap)
+        model.forward = forward  # type: ignore
+        assert all(shape[2:] == window for shape in seen), seen
+        counts[(window, overlap)] = sum(shape[0] for shape in seen)  # windows run (batched by 4)
+    assert counts[((8, 16, 16), 0.5)] > counts[((8, 16, 16), 0.25)]  # more overlap: more windows
+    assert counts[((4, 8, 8), 0.25)] > counts[((8, 16, 16), 0.25)]  # smaller windows: more of them
+    assert _window("6", 0.25) == (6,) and _window("4,8,8", 0.0) == (4, 8, 8) and _window(None, 0.5) is None
+    for bad, overlap in [("0,8,8", 0.25), ("4,8", 0.25), ("big", 0.25), (None, 1.0), (None, -0.1)]:
+        with pytest.raises(ConfigError):
+            _window(bad, overlap)

@@ -183,7 +183,7 @@ def test_cli_flag_reaches_evaluate_and_predict(monkeypatch, tmp_path):
     monkeypatch.setattr(medmtl.training.loaders, "build_run_datasets", lambda c, m: {"val": []})
     monkeypatch.setattr(medmtl.training.loaders, "evaluation_loader", lambda c, d: [])
     monkeypatch.setattr(medmtl.evaluation, "collect_summaries", lambda model, loader: seen.update(evaluate=model) or {})
-    monkeypatch.setattr(medmtl.predict, "predict_files", lambda c, model, images, out: seen.update(predict=model))
+    monkeypatch.setattr(medmtl.predict, "predict_files", lambda c, model, images, out, **options: seen.update(predict=model))
     runner = CliRunner()
 
     result = runner.invoke(app, ["evaluate", str(tmp_path), "--tta", "flip", "--out", str(tmp_path / "m.json")])

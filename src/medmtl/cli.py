@@ -185,6 +185,9 @@ def predict(
     backend: Annotated[str, typer.Option(help="torch (a run directory) or onnxruntime (an exported .onnx file; "
                                               "the same prediction files)")] = "torch",
     tta: Annotated[str, typer.Option("--tta", help=_TTA_HELP)] = "none",
+    window: Annotated[Optional[str], typer.Option(
+        help="volumes: sliding-window size, D,H,W or one int (default: the training size, data.image_size)")] = None,
+    overlap: Annotated[float, typer.Option(help="volumes: overlap of neighbouring windows, 0 ≤ overlap < 1")] = 0.25,
 ) -> None:
     """Predict class probabilities, masks (PNG; NIfTI on the input grid for volumes) and boxes (COCO JSON) for image files."""
     try:
@@ -193,6 +196,7 @@ def predict(
         from medmtl.tta import tta_transforms, with_tta
 
         tta_transforms(tta, 2)  # a bad --tta fails before the model is loaded
+        roi = _window(window, overlap)
         if backend == "onnxruntime":
             from medmtl.exported import OnnxRuntimeModel
 
@@ -214,7 +218,10 @@ def predict(
         else:
             raise ConfigError("--backend", f"unknown backend '{backend}'; choose torch or onnxruntime")
         model = with_tta(model, tta, cfg.model.spatial_dims or 2)
-        predict_files(cfg, model, list(images), out)
+        if roi is not None and (cfg.model.spatial_dims or 2) != 3:
+            raise ConfigError("--window", "applies to volumes (3D models); 2D images are predicted whole")
+        predict_files(cfg, model, list(images), out, window=roi and (roi * 3 if len(roi) == 1 else roi),
+                      overlap=overlap)
         console.print(f"wrote predictions for {len(images)} image(s) to {out}")
     except MedMTLError as error:
         _fail(error)
@@ -398,6 +405,23 @@ def presets() -> None:
 
     for path in sorted(PRESETS_DIR.glob("*.yaml")):
         typer.echo(f"{path.stem:16s} {preset_description(path)}")
+
+
+def _window(text: str | None, overlap: float) -> tuple[int, ...] | None:
+    """``--window`` as one or three positive ints (None when not given); checks ``--overlap`` too."""
+    from medmtl.errors import ConfigError
+
+    if not 0.0 <= overlap < 1.0:
+        raise ConfigError("--overlap", f"must be in [0, 1), not {overlap}")
+    if text is None:
+        return None
+    try:
+        sizes = tuple(int(part) for part in text.replace("x", ",").split(","))
+    except ValueError:
+        sizes = ()
+    if len(sizes) not in (1, 3) or min(sizes) < 1:
+        raise ConfigError("--window", f"must be one positive int or three (D,H,W), not '{text}'")
+    return sizes
 
 
 def _set_km_groups(model: Any, groups: int, run: Path) -> None:

@@ -43,8 +43,11 @@ from medmtl.tasks.outputs import PredictionSink, VolumePredictionSink, merge_ove
 
 @torch.no_grad()
 def predict_files(config: RunConfig, model: MultiTaskModel, inputs: list[Path], out_dir: Path,
-                  overlays: bool = True) -> dict[str, Any]:
-    """Predict every input and write the files above; returns the contents of ``predictions.json``."""
+                  overlays: bool = True, window: tuple[int, ...] | None = None, overlap: float = 0.25) -> dict[str, Any]:
+    """Predict every input and write the files above; returns the contents of ``predictions.json``.
+
+    Volumes larger than ``window`` (default: the training size, ``data.image_size``) are predicted by a
+    sliding window of that size whose neighbours overlap by the fraction ``overlap``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     dataset = inference_dataset(config.data, inputs)
     results: dict[str, Any] = {}
@@ -57,7 +60,7 @@ def predict_files(config: RunConfig, model: MultiTaskModel, inputs: list[Path], 
         image = dataset[index]["image"][None]
         if volumes:
             sink = _volume_sink(dataset, index, out_dir, Path(path), image)
-            predictions = _predict_volume(model, image, config.data.image_shape)
+            predictions = _predict_volume(model, image, window or config.data.image_shape, overlap)
         else:
             original = dataset.source_size(index)
             sink = PredictionSink(out_dir, Path(path).stem, index, tuple(image.shape[-2:]), original, annotations,
@@ -92,12 +95,13 @@ def _volume_sink(dataset: Any, index: int, out_dir: Path, path: Path, image: tor
                                 write=lambda array, target: write_volume(array, original, target))
 
 
-def _predict_volume(model: MultiTaskModel, image: torch.Tensor, roi_size: tuple[int, ...]) -> dict[str, Any]:
+def _predict_volume(model: MultiTaskModel, image: torch.Tensor, roi_size: tuple[int, ...],
+                    overlap: float = 0.25) -> dict[str, Any]:
     """Postprocessed predictions of one volume ``[1, C, D, H, W]``: one pass when it is no larger than
-    the training size, else a sliding window of that size."""
+    the window ``roi_size``, else a sliding window of that size."""
     from medmtl.sliding_window import predict_volume
 
-    return predict_volume(model, image, roi_size, whole_volume_voxels=int(np.prod(roi_size)))
+    return predict_volume(model, image, roi_size, overlap=overlap, whole_volume_voxels=int(np.prod(roi_size)))
 
 
 def _draw_volume(path: Path, config: RunConfig, sink: VolumePredictionSink, out_png: Path) -> None:
