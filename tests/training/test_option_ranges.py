@@ -94,3 +94,15 @@ def test_every_kind_names_the_metrics_it_computes():
         check_monitor(f"val/{name}/{task.metric_names[0]}", model)
     with pytest.raises(ConfigError, match="trainer.monitor.*val/survival/c_index"):
         check_monitor("val/survival/auc", model)
+
+
+@pytest.mark.parametrize("monitor,mode", [("val/classification/auc", "max"), ("val/classification/ece", "min"),
+                                          ("val/reconstruction/mse", "min"), ("val/loss", "min")])
+def test_monitor_mode_follows_the_direction_of_the_metric(monitor, mode):
+    from helpers import tiny_config
+
+    from medmtl.builders import build_model
+    from medmtl.training.run import monitor_for
+
+    config = config_from_dict(tiny_config(monitor=monitor))
+    assert monitor_for(config, build_model(config)) == (monitor, mode)

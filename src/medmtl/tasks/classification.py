@@ -64,7 +64,7 @@ class ClassificationTask(Task[torch.Tensor, torch.Tensor]):
     Options = ClassificationOptions
     monitor = ("auc", "max")
     summary_metrics = ("auc", "balanced_accuracy", "accuracy")
-    metric_names = ("auc", "accuracy", "balanced_accuracy")
+    metric_names = ("auc", "accuracy", "balanced_accuracy", "ece")
     lower_is_better = frozenset({"loss", "ece"})
     options: ClassificationOptions
 

@@ -58,7 +58,7 @@ def monitor_for(config: RunConfig, model: MultiTaskModel) -> tuple[str, str]:
     the first trained task's own."""
     if config.trainer.monitor:
         check_monitor(config.trainer.monitor, model)
-        mode = config.trainer.monitor_mode or ("min" if config.trainer.monitor.endswith("loss") else "max")
+        mode = config.trainer.monitor_mode or ("min" if _lower_is_better(config.trainer.monitor, model) else "max")
         return config.trainer.monitor, mode
     weights = config.loss.weights
     for name, task in model.tasks.items():
@@ -66,6 +66,14 @@ def monitor_for(config: RunConfig, model: MultiTaskModel) -> tuple[str, str]:
             metric, mode = task.monitor
             return f"val/{name}/{metric}", mode
     return "val/loss", "min"
+
+
+def _lower_is_better(monitor: str, model: MultiTaskModel) -> bool:
+    """Whether the monitored value improves downwards: a loss, or a metric its task lists in
+    ``lower_is_better`` (MAE, MSE, ECE)."""
+    parts = monitor.split("/")
+    task = model.tasks[parts[1]] if len(parts) == 3 and parts[1] in model.tasks else None
+    return monitor.endswith("loss") or (task is not None and parts[2] in task.lower_is_better)
 
 
 def allowed_monitors(model: MultiTaskModel) -> list[str]:
