@@ -148,17 +148,17 @@ def test_per_task_merge_rules():
     outputs = [torch.randn(3, 1) for _ in range(4)]
     bce = ClassificationTask(loss="bce")
     mean_p = torch.stack([o.sigmoid() for o in outputs]).mean(0)
-    torch.testing.assert_close(bce.tta_merge(outputs).sigmoid(), mean_p)
-    torch.testing.assert_close(bce.postprocess(bce.tta_merge(outputs))[:, 1], mean_p[:, 0])
+    torch.testing.assert_close(bce.merge_outputs(outputs).sigmoid(), mean_p)
+    torch.testing.assert_close(bce.postprocess(bce.merge_outputs(outputs))[:, 1], mean_p[:, 0])
     saturated = [torch.full((1, 1), 40.0), torch.full((1, 1), 50.0)]  # probabilities that round to 1
-    assert torch.isfinite(bce.tta_merge(saturated)).all()
+    assert torch.isfinite(bce.merge_outputs(saturated)).all()
     for task in (SurvivalTask(), RegressionTask()):
-        torch.testing.assert_close(task.tta_merge(outputs), torch.stack(outputs).mean(0))
+        torch.testing.assert_close(task.merge_outputs(outputs), torch.stack(outputs).mean(0))
 
 
 def test_detection_and_rot90_of_non_square_images_are_refused():
     model = SimpleNamespace(tasks={"lesions": DetectionTask(name="lesions"), "classification": ClassificationTask()})
-    with pytest.raises(ConfigError, match=r"--tta.*'lesions' \(detection\) does not support test-time augmentation: "
+    with pytest.raises(ConfigError, match=r"--tta.*'lesions' \(detection\) does not support test-time augmentation: its "
                                           r"boxes would need merging"):
         TTAModel(model, tta_transforms("flip", 2))
     tta = TTAModel(_PointwiseModel(), tta_transforms("flip+rot90", 2))

@@ -16,6 +16,10 @@ from medmtl.errors import MedMTLError
 _TTA_HELP = ("test-time augmentation: none, flip (the identity and a flip of each spatial axis; outputs averaged) "
              "or flip+rot90 (also 90/180/270° rotations of square images)")
 
+#: ``--checkpoint`` of evaluate, predict and export (see :func:`medmtl.training.run.run_checkpoint`)
+_CHECKPOINT_HELP = ("selected (the weights the run's metrics.json evaluated, by trainer.select; each member's for an "
+                    "ensemble), best, last (end of the last finished epoch) or the path of a .ckpt file of this run")
+
 app = typer.Typer(help="Multi-task deep learning on medical images.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 
@@ -58,10 +62,11 @@ def train(
 
         cfg = load_config(config, overrides or [])
         result = run_training(cfg, out, resume=resume, report=report)
+        chosen = f"{cfg.trainer.select} weights (trainer.select)"
         if result.metrics:
-            _show(result.metrics, "validation metrics (best checkpoint)")
+            _show(result.metrics, f"validation metrics, {chosen}")
         if result.test_metrics:
-            _show(result.test_metrics, "test metrics (best checkpoint; metrics_test.json)")
+            _show(result.test_metrics, f"test metrics, {chosen}; metrics_test.json")
         if result.report is not None:
             console.print(f"report: {result.report}")
     except MedMTLError as error:
@@ -70,15 +75,17 @@ def train(
 
 @app.command()
 def evaluate(
-    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `medmtl train`")],
-    split: Annotated[str, typer.Option(help="train, val or test")] = "val",
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `medmtl train` (or an ensemble: "
+                                                 "`medmtl cv`, `medmtl ensemble`)")],
+    split: Annotated[Optional[str], typer.Option(
+        help="train, val or test (default val; test for a cross-validation ensemble)")] = None,
     data: Annotated[Optional[str], typer.Option(help="override data.root (e.g. another copy of the data)")] = None,
     out: Annotated[Optional[Path], typer.Option(help="where to write the metrics (default RUN/metrics_<split>.json)")] = None,
     overrides: Annotated[Optional[list[str]], typer.Argument(
         help="data.key=value overrides for the evaluation data, e.g. data.include_normal=true")] = None,
     report: Annotated[bool, typer.Option(help="also (re)write RUN/report/ for this split")] = False,
     checkpoint: Annotated[str, typer.Option(
-        help="best, last (end of the last finished epoch) or the path of a .ckpt file of this run")] = "best",
+        help=_CHECKPOINT_HELP)] = "selected",
     tta: Annotated[str, typer.Option("--tta", help=_TTA_HELP)] = "none",
 ) -> None:
     """Evaluate a checkpoint of a run (default: the best) on a split, with bootstrap 95% CIs.
@@ -86,6 +93,7 @@ def evaluate(
     Which checkpoint was used is printed and written beside the metrics (<metrics>.checkpoint.json).
     """
     try:
+        from medmtl.ensemble import check_evaluation_split, default_split
         from medmtl.errors import ConfigError
         from medmtl.evaluation import collect_summaries, metrics_from_summaries
         from medmtl.io_utils import atomic_write_json
@@ -95,6 +103,8 @@ def evaluate(
 
         tta_transforms(tta, 2)  # a bad --tta fails before the checkpoint is loaded
         cfg, model, used = load_run_checkpoint(run_dir, checkpoint)
+        split = split or default_split(model, "val")
+        check_evaluation_split(model, split)
         console.print(f"checkpoint: {used.describe()}", markup=False, soft_wrap=True)
         model = with_tta(model, tta, cfg.model.spatial_dims or 2)
         cfg = with_data_overrides(cfg, overrides or [])
@@ -125,9 +135,10 @@ def report_command(
     target: Annotated[Path, typer.Argument(help="a run directory (medmtl train) or a comparison directory "
                                                 "(medmtl compare: holds comparison.md)")],
     split: Annotated[Optional[str], typer.Option(
-        help="runs: train, val or test (default val; train for data without a validation split)")] = None,
+        help="runs: train, val or test (default val; train for data without a validation split; test for a "
+             "cross-validation ensemble)")] = None,
     checkpoint: Annotated[Optional[str], typer.Option(
-        help="runs: best (default), last or the path of a .ckpt file of this run")] = None,
+        help="runs: selected (default), best, last or the path of a .ckpt file of this run")] = None,
     km_groups: Annotated[Optional[int], typer.Option(
         "--km-groups", help="runs with a survival head: Kaplan–Meier risk groups, 2 (median) or 3 (tertiles)")] = None,
 ) -> None:
@@ -150,17 +161,19 @@ def report_command(
             console.print(f"report: {write_html_report(target / 'comparison.md')}", markup=False, soft_wrap=True)
             return
 
+        from medmtl.ensemble import check_evaluation_split, default_split
         from medmtl.evaluation import collect_summaries, metrics_from_summaries
         from medmtl.report.run_report import write_report
         from medmtl.training.loaders import build_run_datasets, evaluation_loader
         from medmtl.training.run import load_run_checkpoint
 
-        cfg, model, used = load_run_checkpoint(target, checkpoint or "best")
+        cfg, model, used = load_run_checkpoint(target, checkpoint or "selected")
         if km_groups is not None:
             _set_km_groups(model, km_groups, target)
         console.print(f"checkpoint: {used.describe()}", markup=False, soft_wrap=True)
         datasets = build_run_datasets(cfg, model)
-        chosen = split or ("val" if "val" in datasets else "train")
+        chosen = split or default_split(model, "val" if "val" in datasets else "train")
+        check_evaluation_split(model, chosen)
         if chosen not in datasets:
             raise ConfigError("--split", f"'{chosen}' is not available; the data has {sorted(datasets)}")
         loader = evaluation_loader(cfg, datasets[chosen])
@@ -176,12 +189,13 @@ def report_command(
 @app.command()
 @_writes_to()
 def predict(
-    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `medmtl train` (--backend onnxruntime: "
-                                                 "an .onnx file made by `medmtl export`)")],
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `medmtl train` or an ensemble (`medmtl "
+                                                 "cv`, `medmtl ensemble`); --backend onnxruntime: an .onnx file "
+                                                 "made by `medmtl export`")],
     images: Annotated[list[Path], typer.Argument(help="image files (PNG, JPEG, TIFF…); volumes (NIfTI, NRRD, MHA) for a 3D model; grid stores (.zarr) for a slide-level model")],
     out: Annotated[Path, typer.Option("--out", help="output folder")],
     checkpoint: Annotated[str, typer.Option(
-        help="best, last (end of the last finished epoch) or the path of a .ckpt file of this run")] = "best",
+        help=_CHECKPOINT_HELP)] = "selected",
     backend: Annotated[str, typer.Option(help="torch (a run directory) or onnxruntime (an exported .onnx file; "
                                               "the same prediction files)")] = "torch",
     tta: Annotated[str, typer.Option("--tta", help=_TTA_HELP)] = "none",
@@ -200,7 +214,7 @@ def predict(
         if backend == "onnxruntime":
             from medmtl.exported import OnnxRuntimeModel
 
-            if checkpoint != "best":
+            if checkpoint != "selected":
                 raise ConfigError("--checkpoint", "applies to the torch backend; an .onnx file holds the weights of "
                                                   "the checkpoint it was exported from (medmtl export --checkpoint)")
             model = OnnxRuntimeModel(run_dir)
@@ -229,11 +243,12 @@ def predict(
 
 @app.command("export")
 def export_command(
-    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `medmtl train`")],
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `medmtl train` or an ensemble (`medmtl "
+                                                 "cv`, `medmtl ensemble`: one file holding every member)")],
     out: Annotated[Path, typer.Option("--out", help="file to write (model.onnx, model.pt)")],
     format: Annotated[str, typer.Option("--format", help="onnx (for onnxruntime) or torchscript")] = "onnx",
     checkpoint: Annotated[str, typer.Option(
-        help="best, last (end of the last finished epoch) or the path of a .ckpt file of this run")] = "best",
+        help=_CHECKPOINT_HELP)] = "selected",
 ) -> None:
     """Export a run's model (every head but detection) to ONNX or TorchScript, with a dynamic batch (and
     spatial size) and the run's configuration inside; `medmtl predict --backend onnxruntime FILE.onnx` runs it."""
@@ -300,6 +315,53 @@ def compare(
         methods = [b.strip() for b in balancers.split(",") if b.strip()] if balancers else None
         run_comparison(cfg, out, split_numbers, chosen, report=report, balancers=methods, pair_on=pair_on)
         typer.echo((out / "comparison.md").read_text())
+    except MedMTLError as error:
+        _fail(error)
+
+
+@app.command("cv")
+@_writes_to()
+def cross_validate(
+    config: Annotated[str, typer.Argument(help="a YAML file or preset name")],
+    out: Annotated[Path, typer.Option("--out", help="cross-validation directory (fold runs, cv.md, the ensemble)")],
+    folds: Annotated[int, typer.Option(help="number of folds (grouped by data.group_col when the data has one)")] = 5,
+    overrides: Annotated[Optional[list[str]], typer.Argument(help="key.path=value overrides for every fold")] = None,
+    report: Annotated[bool, typer.Option(help="write each fold run's report/")] = False,
+) -> None:
+    """Cross-validate: train one model per fold of the train + validation data, report out-of-fold metrics
+    with 95% CIs (cv.md, cv.html), and write the fold models' ensemble, which evaluate, predict, export and
+    report take like a run directory (and which is evaluated on the test split when there is one)."""
+    try:
+        from medmtl.config import load_config
+        from medmtl.cv import run_cv
+
+        result = run_cv(load_config(config, overrides or []), out, folds, report=report)
+        _show(result.out_of_fold, f"out-of-fold metrics ({folds} folds)")
+        if result.test:
+            _show(result.test["ensemble"], "test metrics of the ensemble (metrics_test.json)")
+        console.print(f"wrote {out / 'cv.md'}, {out / 'cv.html'} and the ensemble {out / 'ensemble.json'}",
+                      markup=False, soft_wrap=True)
+    except MedMTLError as error:
+        _fail(error)
+
+
+@app.command("ensemble")
+@_writes_to()
+def ensemble_command(
+    runs: Annotated[list[Path], typer.Argument(help="run directories whose models agree (tasks, input size)")],
+    out: Annotated[Path, typer.Option("--out", help="ensemble directory to write")],
+    checkpoint: Annotated[str, typer.Option(help="selected, best or last: which checkpoint of every member")] = "selected",
+) -> None:
+    """Make an ensemble of trained runs (e.g. several seeds): the mean of their probabilities, risk scores
+    and segmentation probabilities; evaluate, predict, export and report take it like a run directory."""
+    try:
+        from medmtl.ensemble import write_ensemble
+        from medmtl.errors import ConfigError
+
+        if checkpoint not in ("selected", "best", "last"):
+            raise ConfigError("--checkpoint", f"choose selected, best or last for every member, not '{checkpoint}'")
+        path = write_ensemble(out, runs, checkpoint=checkpoint)
+        console.print(f"wrote {path} ({len(runs)} members)", markup=False, soft_wrap=True)
     except MedMTLError as error:
         _fail(error)
 

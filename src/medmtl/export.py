@@ -93,7 +93,7 @@ def check_format(format: str) -> str:
 
 
 def export_run(run_dir: str | Path, out: str | Path, format: str = "onnx",
-               checkpoint: str | Path = "best") -> tuple[ExportResult, Any]:
+               checkpoint: str | Path = "selected") -> tuple[ExportResult, Any]:
     """Export the model of a run directory with the weights of ``checkpoint`` (best, last or a path);
     returns what was written and which checkpoint (:class:`~medmtl.training.run.CheckpointInfo`) was used.
 
@@ -103,7 +103,8 @@ def export_run(run_dir: str | Path, out: str | Path, format: str = "onnx",
 
     check_format(format)
     run_dir = Path(run_dir)
-    if str(checkpoint) in ("best", "last") and (run_dir / "config.yaml").is_file():
+    if str(checkpoint) in ("selected", "best", "last") and (run_dir / "config.yaml").is_file() \
+            and not (run_dir / "ensemble.json").is_file():
         try:
             run_checkpoint(run_dir, checkpoint)
         except DataError as error:
@@ -236,8 +237,10 @@ def _refuse_detection(model: MultiTaskModel) -> None:
 
 
 def _largest_stride(model: MultiTaskModel, spatial_dims: int) -> tuple[int, ...]:
-    """Per spatial axis, the encoder's largest stride (a second check size keeps every scale whole)."""
-    info = getattr(model.encoder, "feature_info", None) or []
+    """Per spatial axis, the encoder's largest stride (an ensemble's: over its members' encoders), so that
+    a second check size keeps every scale whole."""
+    encoders = [member.encoder for member in getattr(model, "members", [model])]
+    info = [f for encoder in encoders for f in (getattr(encoder, "feature_info", None) or [])]
     strides = [tuple(f.strides) for f in info if len(tuple(f.strides)) == spatial_dims]
     return tuple(max(s[axis] for s in strides) for axis in range(spatial_dims)) if strides else (8,) * spatial_dims
 

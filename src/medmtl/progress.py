@@ -11,9 +11,12 @@ T = TypeVar("T")
 
 
 def progress_bars() -> Progress:
-    """A rich ``Progress`` for several bars at once (use as a context manager; ``add_task``…)."""
+    """A rich ``Progress`` for several bars at once (use as a context manager; ``add_task``…); drawn only
+    on a terminal (in a log file or a pipe, a finished transient bar would leave an empty line)."""
+    from rich.console import Console
+
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    transient=True)
+                    transient=True, disable=not Console().is_terminal)
 
 
 def progress(items: Iterable[T], description: str = "", total: int | None = None) -> Iterator[T]:

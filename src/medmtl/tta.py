@@ -9,9 +9,9 @@ it unchanged.
 
 For each transform ``t`` of the set the model runs on ``t(image)``; the outputs of dense heads
 (``Task.dense``: ``[B, K, *S]`` at the image's size) are mapped back with ``t⁻¹``; then each task merges
-its list of outputs with :meth:`medmtl.tasks.base.Task.tta_merge` (classification and segmentation:
+its list of outputs with :meth:`medmtl.tasks.base.Task.merge_outputs` (classification and segmentation:
 the mean of the probabilities, returned as log-probabilities; regression, survival, reconstruction: the
-mean). A task whose ``tta_merge`` is None (detection: boxes would need merging) cannot use TTA: the
+mean). A task whose ``merge_outputs`` is None (detection: boxes would need merging) cannot use TTA: the
 wrapper refuses it with a :class:`~medmtl.errors.ConfigError`.
 
 Transform sets (:func:`tta_transforms`, ``--tta`` of ``medmtl evaluate`` / ``medmtl predict``):
@@ -90,7 +90,7 @@ def with_tta(model: Any, choice: str, spatial_dims: int) -> Any:
 class TTAModel:
     """``model`` run on each of ``transforms`` and merged per task (see the module docstring).
 
-    Raises a :class:`ConfigError` when a task of the model cannot use TTA (``Task.tta_merge`` is None),
+    Raises a :class:`ConfigError` when a task of the model cannot use TTA (``Task.merge_outputs`` is None),
     and, when called, when a transform rotates a non-square H–W plane.
     """
 
@@ -98,8 +98,8 @@ class TTAModel:
         if not transforms:
             raise ConfigError("--tta", "at least one transform is needed")
         for name, task in model.tasks.items():
-            if getattr(task, "tta_merge", None) is None:
-                reason = getattr(task, "tta_refusal", "its outputs cannot be averaged over transformed images")
+            if getattr(task, "merge_outputs", None) is None:
+                reason = getattr(task, "merge_refusal", "its outputs cannot be averaged")
                 raise ConfigError("--tta", f"task '{name}' ({task.kind}) does not support test-time augmentation: "
                                            f"{reason}; run without --tta")
         self.model = model
@@ -135,7 +135,7 @@ class TTAModel:
                          for name, out in outputs.items()})
         if len(runs) == 1:  # nothing to merge: the (inverse-transformed) outputs as they are
             return runs[0]
-        return {name: self.model.tasks[name].tta_merge([run[name] for run in runs]) for name in runs[0]}
+        return {name: self.model.tasks[name].merge_outputs([run[name] for run in runs]) for name in runs[0]}
 
     forward = __call__
 

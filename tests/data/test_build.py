@@ -149,3 +149,20 @@ def test_phantoms_at_a_non_square_image_size():
     cfg = DataConfig.model_validate({"kind": "phantom", "image_size": [32, 48], "phantom": {"n_train": 2, "n_val": 1}})
     sample = build_datasets(cfg)["train"][0]
     assert sample["image"].shape == (1, 32, 48) and sample["mask"].shape == (32, 48)
+
+
+def test_npz_fold_is_a_k_fold_over_train_and_val_together(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "mini.npz", train_images=rng.integers(0, 255, (8, 28, 28), dtype=np.uint8),
+             train_labels=np.arange(8) % 2, val_images=np.zeros((4, 28, 28), np.uint8),
+             val_labels=np.arange(4) % 2, test_images=np.zeros((3, 28, 28), np.uint8), test_labels=np.arange(3) % 2)
+    base = {"kind": "npz", "npz": str(tmp_path / "mini.npz"), "image_size": 28, "folds": 3}
+    plain = build_datasets(DataConfig.model_validate(base))
+    assert {k: len(v) for k, v in plain.items()} == {"train": 8, "val": 4, "test": 3}
+    validation = []
+    for fold in (1, 2, 3):
+        datasets = build_datasets(DataConfig.model_validate({**base, "fold": fold}))
+        assert len(datasets["train"]) + len(datasets["val"]) == 12 and len(datasets["test"]) == 3
+        assert not set(datasets["train"].names()) & set(datasets["val"].names())
+        validation += datasets["val"].names()
+    assert sorted(validation) == sorted(plain["train"].names() + plain["val"].names())  # each image validated once

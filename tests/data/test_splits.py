@@ -5,7 +5,7 @@ import pytest
 
 from medmtl.data.records import Record
 from medmtl.data.splits import holdout_split, kfold_splits, read_split_file, select
-from medmtl.errors import DataError
+from medmtl.errors import ConfigError, DataError
 
 
 def records(n=20, labelled=lambda i: True):
@@ -62,3 +62,10 @@ def test_groups_stay_together_in_holdout_and_kfold():
     for fold_train, fold_val in kfold_splits(records, 5, seed=0):
         assert not {r.group for r in fold_train} & {r.group for r in fold_val}
         assert len(fold_val) == 8
+
+
+def test_more_folds_than_groups_names_the_groups():
+    records = [Record(f"p{s}_{i}", image_array=np.zeros((2, 2)), targets={"label": s % 2}, group=f"patient{s}")
+               for s in range(3) for i in range(4)]
+    with pytest.raises(ConfigError, match=r"data.folds.*5 folds need at least 5 groups.*3 group\(s\) in 12 records"):
+        kfold_splits(records, 5)

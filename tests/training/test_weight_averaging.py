@@ -11,7 +11,7 @@ import torch
 from medmtl.config import config_from_dict
 from medmtl.errors import ConfigError
 from medmtl.training.averaging import EMAAveraging
-from medmtl.training.run import load_run_checkpoint, train
+from medmtl.training.run import load_run_checkpoint, run_checkpoint, train
 
 
 def _config(**trainer) -> dict:
@@ -132,6 +132,19 @@ def test_selection_is_recorded(tmp_path, select):
     assert selection["checkpoint"] == str(run / "checkpoints" / f"{select}.ckpt")
     assert selection["monitor"] == ("val/classification/auc" if select == "best" else None)
     assert "current_model_state" not in _load(run / "checkpoints" / "last.ckpt")
+    # --checkpoint selected (the default of evaluate, predict, export, report) is the file metrics.json evaluated
+    assert run_checkpoint(run, "selected") == run / "checkpoints" / f"{select}.ckpt"
+
+
+def test_selected_checkpoint_follows_selection_json_and_falls_back_to_best(tmp_path):
+    folder = tmp_path / "moved" / "checkpoints"
+    folder.mkdir(parents=True)
+    for name in ("best.ckpt", "last.ckpt"):
+        (folder / name).write_bytes(b"")
+    assert run_checkpoint(tmp_path / "moved", "selected") == folder / "best.ckpt"  # still training: no selection.json
+    # recorded where the run was trained; found by file name after the run directory moved
+    (tmp_path / "moved" / "selection.json").write_text(json.dumps({"checkpoint": "/elsewhere/checkpoints/last.ckpt"}))
+    assert run_checkpoint(tmp_path / "moved", "selected") == folder / "last.ckpt"
 
 
 def test_swa_averages_from_the_start_epoch_with_recomputed_batchnorm(tmp_path):

@@ -178,8 +178,11 @@ def _npz_records(cfg: DataConfig) -> dict[str, list[Record]]:
     keys = npz_keys(path)
     dims = cfg.spatial_dims
     out = {"train": read_medmnist_npz(path, "train", spatial_dims=dims)}
-    if "val_images" in keys:
-        out["val"] = read_medmnist_npz(path, "val", spatial_dims=dims)
+    pooled = out["train"] + (read_medmnist_npz(path, "val", spatial_dims=dims) if "val_images" in keys else [])
+    if cfg.fold is not None:  # fold k of a k-fold over the archive's train and val images together
+        out["train"], out["val"] = kfold_splits(pooled, cfg.folds, cfg.seed)[cfg.fold - 1]
+    elif "val_images" in keys:
+        out["val"] = pooled[len(out["train"]):]
     else:
         out["train"], out["val"] = holdout_split(out["train"], cfg.val_fraction, cfg.seed)
     if "test_images" in keys:

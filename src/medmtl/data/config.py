@@ -100,8 +100,9 @@ class DataConfig(_Strict):
     published partition such as BUSI's 1-3), else fold ``fold`` (1..``folds``) of a stratified
     k-fold, else a stratified random hold-out of ``val_fraction``. ``fold`` thus always selects
     the numbered train/val partition; "split" means train, val or test. ``npz`` archives bring
-    their own train/val/test splits; phantom data is drawn per split (another ``fold`` draws
-    other phantoms).
+    their own train/val/test splits (with ``fold``: fold ``fold`` of a k-fold over their train and
+    val images together, the test split untouched); phantom data is drawn per split (another
+    ``fold`` draws other phantoms).
     """
 
     kind: Literal["busi", "manifest", "npz", "phantom", "grid"]

@@ -71,6 +71,10 @@ def kfold_splits(records: Sequence[Record], k: int, seed: int = 0,
     grouped = _group_representatives(records)
     if grouped is not None:
         representatives, members = grouped
+        if k > len(representatives):
+            raise ConfigError("data.folds", f"{k} folds need at least {k} groups (records that share a group, e.g. "
+                                            f"a patient, stay in one fold); the data has {len(representatives)} "
+                                            f"group(s) in {len(records)} records")
         return [(_expand(train, members), _expand(val, members))
                 for train, val in _kfold_ungrouped(representatives, k, seed, stratify)]
     return _kfold_ungrouped(records, k, seed, stratify)

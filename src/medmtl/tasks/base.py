@@ -73,13 +73,14 @@ class Task(nn.Module, ABC, Generic[P, T]):
     #: the head predicts one value per pixel/voxel at the image's size (``[B, K, *S]``: segmentation,
     #: reconstruction), so a sliding-window pass stitches it; otherwise it predicts per image
     dense: ClassVar[bool] = False
-    #: why the task cannot use test-time augmentation (:mod:`medmtl.tta`) when :meth:`tta_merge` is None
-    tta_refusal: ClassVar[str] = "its outputs cannot be averaged over transformed images"
-    #: test-time augmentation (:class:`medmtl.tta.TTAModel`): a method ``tta_merge(outputs) -> raw output``
-    #: that merges the raw outputs of the transformed copies of a batch (dense outputs already mapped back
-    #: onto the input's grid) into one raw output that :meth:`postprocess`, :meth:`select` and
-    #: :meth:`summarize` take as they take the head's; None (the default): the task cannot use TTA
-    tta_merge: ClassVar[Any] = None
+    #: why the task's outputs cannot be merged (test-time augmentation, ensembles) when :meth:`merge_outputs` is None
+    merge_refusal: ClassVar[str] = "its outputs cannot be averaged"
+    #: a method ``merge_outputs(outputs) -> raw output`` that merges several raw outputs for the same batch
+    #: (the transformed copies of test-time augmentation, :class:`medmtl.tta.TTAModel`, with dense outputs
+    #: already mapped back onto the input's grid; the members of an ensemble, :class:`medmtl.ensemble.
+    #: EnsembleModel`) into one raw output that :meth:`postprocess`, :meth:`select` and :meth:`summarize`
+    #: take as they take the head's; None (the default): the task can use neither
+    merge_outputs: ClassVar[Any] = None
 
     def __init__(self, name: str | None = None, options: TaskOptions | None = None, **values: Any) -> None:
         super().__init__()

@@ -103,8 +103,8 @@ class ClassificationTask(Task[torch.Tensor, torch.Tensor]):
             return torch.stack([1 - p, p], dim=1)
         return prediction.softmax(dim=1)
 
-    def tta_merge(self, outputs: list[torch.Tensor]) -> torch.Tensor:
-        """Test-time augmentation: the mean of the transformed copies' class probabilities, returned as
+    def merge_outputs(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """Merged outputs (TTA copies, ensemble members): the mean of the class probabilities, returned as
         **log-probabilities** ``[B, num_classes]`` (``ce``; their softmax is that mean, so :meth:`postprocess`,
         the summaries and the cross-entropy work on them as on logits) or, for ``bce``, as the **logit**
         ``[B, 1]`` of the mean probability of class 1."""

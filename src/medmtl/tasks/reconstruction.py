@@ -58,8 +58,8 @@ class ReconstructionTask(Task[torch.Tensor, torch.Tensor]):
     def compute_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(prediction, target.float())
 
-    def tta_merge(self, outputs: list[torch.Tensor]) -> torch.Tensor:
-        """Test-time augmentation: the mean of the transformed copies' reconstructions ``[B, C, *S]`` (already
+    def merge_outputs(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """Merged outputs (TTA copies, ensemble members): the mean of the reconstructions ``[B, C, *S]`` (already
         mapped back onto the input's grid)."""
         return torch.stack(outputs).mean(dim=0)
 

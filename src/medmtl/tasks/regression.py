@@ -51,8 +51,8 @@ class RegressionTask(Task[torch.Tensor, torch.Tensor]):
     def compute_loss(self, prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.loss_fn(prediction, target.float().reshape(prediction.shape))
 
-    def tta_merge(self, outputs: list[torch.Tensor]) -> torch.Tensor:
-        """Test-time augmentation: the mean of the transformed copies' predicted values ``[B, num_outputs]``."""
+    def merge_outputs(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """Merged outputs (TTA copies, ensemble members): the mean of the predicted values ``[B, num_outputs]``."""
         return torch.stack(outputs).mean(dim=0)
 
     def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> Summary:

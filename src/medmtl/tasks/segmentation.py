@@ -80,7 +80,7 @@ class SegmentationTask(Task[torch.Tensor, torch.Tensor]):
         """Class index per pixel ``[B, H, W]``."""
         return prediction.argmax(dim=1)
 
-    def tta_merge(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+    def merge_outputs(self, outputs: list[torch.Tensor]) -> torch.Tensor:
         """Test-time augmentation: per pixel/voxel, the mean of the transformed copies' class probabilities
         (outputs already mapped back onto the input's grid), returned as **log-probabilities**
         ``[B, num_classes, *S]``: their arg-max (:meth:`postprocess`, Dice, IoU) and softmax are those of

@@ -108,8 +108,10 @@ class SurvivalTask(Task[torch.Tensor, torch.Tensor]):
         self.bank = torch.cat([bank, current])[-memory:]
         return loss
 
-    def tta_merge(self, outputs: list[torch.Tensor]) -> torch.Tensor:
-        """Test-time augmentation: the mean of the transformed copies' log-risks ``[B, 1]``."""
+    def merge_outputs(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        """Merged outputs (TTA copies, ensemble members): the mean of the log-risks ``[B, 1]`` (a Cox log-risk is
+        defined up to a constant per model: the mean keeps each member's ordering, a member with a wider
+        spread weighs more)."""
         return torch.stack(outputs).mean(dim=0)
 
     def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> Summary:

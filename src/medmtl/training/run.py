@@ -279,10 +279,22 @@ def load_weights(model: MultiTaskModel, checkpoint: Path) -> CheckpointInfo:
                           step if isinstance(step, int) else None)
 
 
-def run_checkpoint(run_dir: str | Path, checkpoint: str | Path = "best") -> Path:
-    """The checkpoint file ``checkpoint`` names in a run: ``best`` (best.ckpt; last.ckpt for a run that
-    has no best, e.g. one without validation data), ``last`` (end of the last finished epoch) or a path."""
-    folder = Path(run_dir) / "checkpoints"
+#: the ``--checkpoint`` choices besides a file path
+CHECKPOINT_CHOICES = ("selected", "best", "last")
+CHECKPOINT_HELP = ("selected (the weights the run's metrics.json evaluated, by trainer.select), best, last (end of "
+                   "the last finished epoch) or the path of a .ckpt file of this run")
+
+
+def run_checkpoint(run_dir: str | Path, checkpoint: str | Path = "selected") -> Path:
+    """The checkpoint file ``checkpoint`` names in a run: ``selected`` (the file selection.json names:
+    what ``trainer.select`` chose and metrics.json evaluated; ``best`` for a run without it, e.g. one
+    still training), ``best`` (best.ckpt; last.ckpt for a run that has no best, e.g. one without
+    validation data), ``last`` (end of the last finished epoch) or a path."""
+    run_dir = Path(run_dir)
+    folder = run_dir / "checkpoints"
+    if str(checkpoint) == "selected":
+        chosen = _selected_file(run_dir)
+        return chosen if chosen is not None else run_checkpoint(run_dir, "best")
     if str(checkpoint) in ("best", "last"):
         names = ["best.ckpt", "last.ckpt"] if str(checkpoint) == "best" else ["last.ckpt"]
         for name in names:
@@ -292,21 +304,42 @@ def run_checkpoint(run_dir: str | Path, checkpoint: str | Path = "best") -> Path
                         if not (folder / "last.ckpt").exists() else "does not exist")
     path = Path(checkpoint)
     if not path.is_file():
-        raise DataError(path, "checkpoint does not exist (a checkpoint is best, last or the path of a .ckpt file)")
+        raise DataError(path, "checkpoint does not exist (a checkpoint is selected, best, last or the path of a "
+                              ".ckpt file)")
     return path
 
 
-def load_run(run_dir: str | Path, checkpoint: str | Path = "best") -> tuple[RunConfig, MultiTaskModel]:
+def _selected_file(run_dir: Path) -> Path | None:
+    """The checkpoint selection.json names, looked up by file name in ``run_dir/checkpoints`` (so a
+    moved run directory still finds it); None without selection.json or that file."""
+    import json
+
+    try:
+        named = json.loads((run_dir / "selection.json").read_text()).get("checkpoint")
+    except (OSError, ValueError, AttributeError):
+        return None
+    path = run_dir / "checkpoints" / Path(str(named)).name if named else None
+    return path if path is not None and path.is_file() else None
+
+
+def load_run(run_dir: str | Path, checkpoint: str | Path = "selected") -> tuple[RunConfig, MultiTaskModel]:
     """The configuration and model of a finished (or interrupted) run directory, with the weights of
-    ``checkpoint``: ``best`` (default), ``last`` or the path of a checkpoint of this run's model."""
+    ``checkpoint`` (see :func:`run_checkpoint`): ``selected`` (default), ``best``, ``last`` or the path
+    of a checkpoint of this run's model. An ensemble directory (:mod:`medmtl.ensemble`) gives an
+    :class:`~medmtl.ensemble.EnsembleModel`."""
     config, model, _ = load_run_checkpoint(run_dir, checkpoint)
     return config, model
 
 
-def load_run_checkpoint(run_dir: str | Path, checkpoint: str | Path = "best"
+def load_run_checkpoint(run_dir: str | Path, checkpoint: str | Path = "selected"
                         ) -> tuple[RunConfig, MultiTaskModel, CheckpointInfo]:
-    """:func:`load_run`, and which checkpoint (file, epoch, step) the weights came from."""
+    """:func:`load_run`, and which checkpoint (file, epoch, step) the weights came from (an ensemble:
+    an :class:`~medmtl.ensemble.EnsembleInfo` of its members' checkpoints)."""
     run_dir = Path(run_dir)
+    if (run_dir / "ensemble.json").is_file():
+        from medmtl.ensemble import load_ensemble
+
+        return load_ensemble(run_dir, checkpoint)
     config = read_run_config(run_dir)
     model = build_model(config)
     info = load_weights(model, run_checkpoint(run_dir, checkpoint))

@@ -141,8 +141,8 @@ class DetectionTask(Task[Detections, list[dict[str, Any]]]):
 
     kind = "detection"
     #: boxes of flipped copies would have to be mapped back and merged (e.g. weighted box fusion): not done
-    tta_merge = None
-    tta_refusal = "boxes would need merging across the transformed images"
+    merge_outputs = None
+    merge_refusal = "its boxes would need merging (e.g. weighted box fusion) across transformed images or models"
     spatial_dims = (2,)  # torchvision's RPN, RoIAlign and box coders are 2D
     Options = DetectionOptions
     monitor = ("froc_score", "max")
