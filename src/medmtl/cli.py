@@ -369,12 +369,15 @@ def ensemble_command(
 @app.command()
 @_writes_to()
 def compress(
-    slides: Annotated[list[Path], typer.Argument(help="whole-slide images (.svs, .tif, .ndpi, .mrxs, plain TIFF…)")],
+    slides: Annotated[list[Path], typer.Argument(help="whole-slide images (.svs, .tif, .ndpi, .mrxs, plain TIFF…), "
+                                                      "ordinary images (PNG, JPEG: give --slide-mpp), or one CSV "
+                                                      "(column image = their paths, optional column mpp = µm/px)")],
     encoder: Annotated[Path, typer.Option(help="run directory of the patch encoder (medmtl train)")],
     out: Annotated[Path, typer.Option("--out", help="folder for the <slide>.zarr grid stores")],
     mpp: Annotated[float, typer.Option(help="µm/px of the patches (NIC: 0.5)")] = 0.5,
     level: Annotated[Optional[int], typer.Option(help="read this pyramid level instead of choosing by --mpp")] = None,
-    slide_mpp: Annotated[Optional[float], typer.Option(help="µm/px of level 0 for slides without it in the file")] = None,
+    slide_mpp: Annotated[Optional[float], typer.Option(help="µm/px of level 0 for slides without it in the file "
+                                                            "(a CSV's mpp column wins)")] = None,
     patch_size: Annotated[int, typer.Option(help="patch side in pixels")] = 128,
     stride: Annotated[Optional[int], typer.Option(help="patch step (default: the patch size)")] = None,
     min_tissue: Annotated[float, typer.Option(help="smallest tissue fraction of a patch that is encoded")] = 0.25,
@@ -397,6 +400,12 @@ def compress(
             require(module, feature="compressing whole-slide images")
         from medmtl.wsi.compress import CompressionSettings, compress_slides
         from medmtl.wsi.patch_encoder import PatchEncoder
+        from medmtl.wsi.patches import read_slide_list
+
+        source = slides[0] if len(slides) == 1 and slides[0].suffix.lower() == ".csv" else list(slides)
+        entries, _ = read_slide_list(source)  # missing files fail here, before the encoder is loaded
+        slides = [entry.path for entry in entries]
+        slide_mpps = {str(entry.path): entry.mpp for entry in entries if entry.mpp is not None}
 
         settings = CompressionSettings(patch_size=patch_size, stride=stride, target_mpp=None if level is not None else mpp,
                                        level=level, slide_mpp=slide_mpp, min_tissue_fraction=min_tissue,
@@ -404,10 +413,11 @@ def compress(
         if workers > 1 or scheduler:
             from medmtl.wsi.parallel import compress_in_parallel
 
-            results = compress_in_parallel(list(slides), encoder, out, settings, workers=workers, scheduler=scheduler,
-                                           overwrite=overwrite)
+            results = compress_in_parallel(slides, encoder, out, settings, workers=workers, scheduler=scheduler,
+                                           overwrite=overwrite, slide_mpps=slide_mpps)
         else:
-            results = compress_slides(list(slides), PatchEncoder.from_run(encoder), out, settings, overwrite=overwrite)
+            results = compress_slides(slides, PatchEncoder.from_run(encoder), out, settings, overwrite=overwrite,
+                                      slide_mpps=slide_mpps)
         for result in results:
             state = "already done" if result.skipped else (
                 f"{result.tiles} patches, {result.tiles_per_second:.1f}/s, grid {result.grid_shape[0]}×"
@@ -419,14 +429,16 @@ def compress(
 
 @app.command("extract-patches")
 def extract_patches(
-    slides: Annotated[list[Path], typer.Argument(help="a CSV (column image = slide paths, other columns = "
-                                                       "slide-level targets) or slide files")],
+    slides: Annotated[list[Path], typer.Argument(help="a CSV (column image = slide or image paths; optional mask = "
+                                                       "mask images, mpp = µm/px; other columns = slide-level "
+                                                       "targets) or slide files")],
     out: Annotated[Path, typer.Option("--out", help="folder for the patch PNGs and patches.csv")],
     per_slide: Annotated[int, typer.Option(help="patches sampled per slide")] = 64,
     mpp: Annotated[float, typer.Option(help="µm/px of the patches")] = 0.5,
     patch_size: Annotated[int, typer.Option(help="patch side in pixels")] = 128,
     min_tissue: Annotated[float, typer.Option(help="smallest tissue fraction of a sampled patch")] = 0.5,
-    slide_mpp: Annotated[Optional[float], typer.Option(help="µm/px of level 0 for slides without it")] = None,
+    slide_mpp: Annotated[Optional[float], typer.Option(help="µm/px of level 0 for slides without it (a CSV's "
+                                                            "mpp column wins)")] = None,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
 ) -> None:
     """Sample tissue patches from slides into PNGs and a manifest for training a patch encoder.
@@ -449,15 +461,59 @@ def extract_patches(
 def show_grid(
     store: Annotated[Path, typer.Argument(help="a <slide>.zarr grid store made by `medmtl compress`")],
     out: Annotated[Path, typer.Option("--out", help="PNG file to write")],
+    explain: Annotated[Optional[Path], typer.Option(
+        "--explain", help="run directory of a slide-level model (data.kind: grid): draw, per head, how much each "
+                          "tissue cell drives its prediction, and write the values to <out stem>_<head>.npy")] = None,
+    method: Annotated[Optional[str], typer.Option(
+        "--method", help="with --explain: gradient (gradient × input, the default: one backward pass, signed) or "
+                         "occlusion (blocks of cells set to the background embedding: one forward pass per block)")
+    ] = None,
+    occlusion_size: Annotated[Optional[int], typer.Option(
+        "--occlusion-size", help="with --method occlusion: side of the occluded blocks in cells (default 1)")] = None,
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="with --explain: " + _CHECKPOINT_HELP)] = "selected",
 ) -> None:
-    """Render a compressed slide: thumbnail, tissue mask and the embedding grid (PCA → RGB)."""
+    """Render a compressed slide: thumbnail, tissue mask and the embedding grid (PCA → RGB); with
+    --explain, a slide-level model's attribution map per head over the thumbnail."""
     try:
         from medmtl.grid_store import open_grid
-        from medmtl.wsi.visualize import render_grid
 
-        console.print(f"wrote {render_grid(open_grid(store), out)}")
+        grid = open_grid(store)
+        if explain is None:
+            from medmtl.wsi.visualize import render_grid
+
+            _explain_options_unused(method, occlusion_size)
+            console.print(f"wrote {render_grid(grid, out)}")
+            return
+        from medmtl.wsi.explain import explain_run, write_maps
+        from medmtl.wsi.visualize import render_attributions
+
+        explanation = explain_run(explain, grid, *_explain_method(method, occlusion_size), checkpoint=checkpoint)
+        console.print(f"wrote {render_attributions(grid, explanation, out)}")
+        for path in write_maps(explanation, out):
+            console.print(f"wrote {path}")
     except MedMTLError as error:
         _fail(error)
+
+
+def _explain_method(method: str | None, occlusion_size: int | None) -> tuple[str, int]:
+    """show-grid's ``--method`` (default gradient) and ``--occlusion-size`` (default 1; occlusion only), checked."""
+    from medmtl.errors import ConfigError
+    from medmtl.wsi.explain import METHODS, check_method
+
+    method = METHODS[0] if method is None else method
+    check_method(method, 1 if occlusion_size is None else occlusion_size)
+    if occlusion_size is not None and method != "occlusion":
+        raise ConfigError("--occlusion-size", f"applies to --method occlusion only, not {method}")
+    return method, 1 if occlusion_size is None else occlusion_size
+
+
+def _explain_options_unused(method: str | None, occlusion_size: int | None) -> None:
+    """A :class:`ConfigError` for show-grid's --method / --occlusion-size without --explain."""
+    from medmtl.errors import ConfigError
+
+    for option, value in (("--method", method), ("--occlusion-size", occlusion_size)):
+        if value is not None:
+            raise ConfigError(option, "applies to --explain RUN only")
 
 
 @app.command()

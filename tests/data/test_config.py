@@ -36,3 +36,9 @@ def test_run_config_accepts_presets():
     for name in ("demo", "busi-cls-seg"):
         data = load_config(name).data
         assert data.kind in ("phantom", "busi")
+
+
+def test_label_cols_cannot_take_the_name_of_another_target():
+    with pytest.raises(ValueError, match=r"label_cols keys.*\['value'\] is taken"):
+        DataConfig(kind="manifest", manifest="m.csv", label_cols={"value": "grade"})
+    assert DataConfig(kind="manifest", manifest="m.csv", label_cols={"grade": "grade"}).label_cols == {"grade": "grade"}

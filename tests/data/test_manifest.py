@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from medmtl.data.dataset import MultiTaskDataset
@@ -87,3 +88,18 @@ def test_without_declared_classes_labels_are_indices_or_the_sorted_names(folder)
     by_name = write_csv(folder, "image,label\nimg/c0.png,tumour\nimg/c1.png,normal\nimg/c2.png,\n", "names.csv")
     records = read_manifest(by_name, label_col="label")
     assert [r.targets.get("label") for r in records] == [1, 0, None]  # normal = 0, tumour = 1 (sorted)
+
+
+def test_more_class_label_columns_for_more_classification_tasks(folder):
+    from medmtl.data.dataset import target_tensors
+
+    csv = write_csv(folder, "image,malignant,grade\nimg/c0.png,1,low\nimg/c1.png,0,high\n", "named.csv")
+    records = read_manifest(csv, label_col="malignant", label_cols={"grade": "grade"})
+    assert [r.targets["grade"] for r in records] == [1, 0]  # names: classes in sorted order
+    csv = write_csv(folder, "image,malignant,grade\nimg/c0.png,1,3\nimg/c1.png,0,1\nimg/c2.png,0,\n",
+                    "two_labels.csv")
+    records = read_manifest(csv, label_col="malignant", label_cols={"grade": "grade"})
+    assert [r.targets.get("grade") for r in records] == [3, 1, None]  # a blank cell: not labelled for grade
+    assert target_tensors(records[0])["grade"].dtype == torch.long
+    with pytest.raises(DataError, match=r"two_labels.csv.*no column 'stage'"):
+        read_manifest(csv, label_cols={"stage": "stage"})

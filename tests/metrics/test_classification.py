@@ -253,3 +253,22 @@ def test_ece_small_when_calibrated_and_rejects_bad_input() -> None:
         expected_calibration_error([0, 1, 1], [[0.5, 0.5], [0.5, 0.5]])
     out = classification_metrics([0, 1, 1], np.array([[2.0, -1.0], [0.5, 0.5], [0.1, 0.9]]), n_resamples=20)
     assert math.isnan(out["ece"]) and all(math.isnan(v) for v in out["ece_ci95"])  # not probabilities
+
+
+def test_quadratic_weighted_kappa_matches_scikit_learn():
+    from sklearn.metrics import cohen_kappa_score
+
+    from medmtl.metrics.classification import quadratic_weighted_kappa
+
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 5, 200)
+    predicted = np.clip(labels + rng.integers(-1, 2, 200), 0, 4)
+    expected = cohen_kappa_score(labels, predicted, weights="quadratic")
+    assert quadratic_weighted_kappa(labels, predicted, 5) == pytest.approx(expected, abs=1e-12)
+    assert quadratic_weighted_kappa(labels, labels) == pytest.approx(1.0)
+    probs = np.eye(5)[predicted] * 0.9 + 0.02
+    metrics = classification_metrics(labels, probs, n_resamples=200, ordinal=True)
+    assert metrics["qwk"] == pytest.approx(expected, abs=1e-12)
+    low, high = metrics["qwk_ci95"]
+    assert low < expected < high and high - low < 0.2
+    assert "qwk" not in classification_metrics(labels, probs, n_resamples=10)

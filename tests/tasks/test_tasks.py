@@ -155,3 +155,12 @@ def test_bad_task_options_name_the_key():
         ClassificationTask("c", num_classes=2, class_weights=[1.0])
     with pytest.raises(ConfigError, match="loss"):
         SegmentationTask("s", loss="jaccard")
+
+
+def test_ordinal_classification_adds_the_quadratic_weighted_kappa():
+    grades = ClassificationTask(name="grade", num_classes=5, ordinal=True)
+    assert grades.metric_names[-1] == "qwk" and grades.summary_metrics[-1] == "qwk"
+    assert "qwk" not in ClassificationTask(num_classes=5).metric_names
+    labels = torch.tensor([0, 1, 2, 3, 4, 4, 3, 2])
+    metrics = grades.compute_metrics(grades.summarize(F.one_hot(labels, 5).float() * 5, labels), n_resamples=20)
+    assert metrics["qwk"] == pytest.approx(1.0) and len(metrics["qwk_ci95"]) == 2

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from helpers import run_cli, tiny_config
 from medmtl import grid_store
@@ -14,10 +16,12 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def encoder_run(tmp_path_factory):
-    """A patch encoder trained for one epoch on phantom images (any medmtl run works)."""
+    """A patch encoder trained for one epoch on RGB phantom images (any medmtl run on RGB images works)."""
     folder = tmp_path_factory.mktemp("encoder")
     config = folder / "config.yaml"
-    config.write_text(yaml.safe_dump(tiny_config(max_epochs=1)))
+    raw = tiny_config(max_epochs=1)
+    raw["data"]["channels"] = 3
+    config.write_text(yaml.safe_dump(raw))
     result = run_cli("train", str(config), "--out", str(folder / "run"), "--no-report")
     assert result.returncode == 0, result.stdout + result.stderr
     return folder / "run"
@@ -44,6 +48,39 @@ def test_clear_errors(encoder_run, tmp_path):
     assert result.returncode == 2 and "slide.txt" in result.stderr and "Traceback" not in result.stderr
     result = run_cli("show-grid", str(tmp_path / "none.zarr"), "--out", str(tmp_path / "x.png"))
     assert result.returncode == 2 and "none.zarr" in result.stderr
+    photo = tmp_path / "field.png"  # an ordinary image: no µm/px in the file
+    Image.fromarray(np.full((64, 96, 3), 180, np.uint8)).save(photo)
+    result = run_cli("compress", str(photo), "--encoder", str(encoder_run), "--out", str(tmp_path / "g"))
+    assert result.returncode == 2 and "field.png" in result.stderr and "--slide-mpp" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_ordinary_images_compress_with_a_csv_mpp_column(encoder_run, tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        pixels = np.full((160, 224, 3), 235, np.uint8)
+        pixels[32:128, 48:176] = np.array([200, 110, 170]) + rng.integers(-30, 30, (96, 128, 3))  # H&E-pink tissue
+        Image.fromarray(pixels).save(tmp_path / f"{name}.jpg", quality=95)
+    (tmp_path / "images.csv").write_text("image,mpp,label\na.jpg,0.5,1\nb.jpg,1.0,0\n")
+    result = run_cli("compress", str(tmp_path / "images.csv"), "--encoder", str(encoder_run), "--out",
+                     str(tmp_path / "grids"), "--mpp", "1.0", "--patch-size", "32", "--min-tissue", "0.5")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # a.jpg at 0.5 µm/px is read at half size (224 px → 112 px at 1 µm/px), b.jpg at its own size
+    assert grid_store.open_grid(tmp_path / "grids" / "a.zarr").shape[1:] == (3, 4)
+    assert grid_store.open_grid(tmp_path / "grids" / "b.zarr").shape[1:] == (5, 7)
+    assert grid_store.open_grid(tmp_path / "grids" / "b.zarr").tissue().sum() >= 6
+
+
+def test_a_grey_encoder_is_refused_before_any_tile_is_read(synthetic_slide, tmp_path):
+    folder = tmp_path / "grey"
+    folder.mkdir()
+    (folder / "config.yaml").write_text(yaml.safe_dump(tiny_config(max_epochs=1)))
+    result = run_cli("train", str(folder / "config.yaml"), "--out", str(folder / "run"), "--no-report")
+    assert result.returncode == 0, result.stderr
+    result = run_cli("compress", str(synthetic_slide.path), "--encoder", str(folder / "run"), "--out",
+                     str(tmp_path / "g"), "--mpp", "1.0")
+    assert result.returncode == 2 and "1-channel (grey)" in result.stderr and "data.channels: 3" in result.stderr
+    assert not (tmp_path / "g").exists() or not any((tmp_path / "g").iterdir())
 
 
 @pytest.mark.realdata

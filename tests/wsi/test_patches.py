@@ -13,7 +13,7 @@ from medmtl.wsi.patches import MANIFEST_NAME, extract_patches
 from medmtl.wsi.slide import open_slide
 from medmtl.wsi.synthetic import make_synthetic_dataset
 from medmtl.wsi.tiling import tile_slide
-from medmtl.wsi.tissue import detect_tissue, saturation
+from medmtl.wsi.tissue import TissueConfig, detect_tissue, saturation
 
 PATCHES = 6
 
@@ -136,3 +136,66 @@ def test_errors_name_the_file(slides_csv, synthetic_slide, tmp_path):
     not_a_slide.write_text("hello")
     with pytest.raises(DataError, match="notes.txt"):
         extract_patches([not_a_slide], tmp_path, 2)
+
+
+#: a tissue mask fine enough for images of a few hundred pixels (the default's 32 px cells suit slides)
+FINE = TissueConfig(downsample=4)
+
+
+def _fields_of_view(folder, n=2, size=(96, 128)):
+    """GlaS-like ordinary images: a textured tissue block on white, a gland mask (0/255) inside it."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(n):
+        pixels = np.full((*size, 3), 240, np.uint8)
+        pixels[8:88, 8:120] = np.array([200, 110, 170]) + rng.integers(-30, 30, (80, 112, 3))  # H&E pink
+        mask = np.zeros(size, np.uint8)
+        mask[24:56, 32:80] = 255
+        Image.fromarray(pixels).save(folder / f"f{i}.jpg", quality=95)
+        Image.fromarray(mask).save(folder / f"f{i}_mask.png")
+        rows.append(f"f{i}.jpg,f{i}_mask.png,{i % 2},{i + 1}")
+    (folder / "fields.csv").write_text("image,mask,malignant,grade\n" + "\n".join(rows) + "\n")
+    return folder / "fields.csv"
+
+
+def test_ordinary_images_with_masks_and_an_mpp_option(tmp_path):
+    csv_path = _fields_of_view(tmp_path)
+    manifest = extract_patches(csv_path, tmp_path / "out", 50, patch_size=16, target_mpp=1.0, slide_mpp=0.5,
+                               min_tissue_fraction=0.5, tissue=FINE)
+    table = pd.read_csv(manifest, dtype=str)
+    assert list(table.columns) == ["image", "slide", "mask", "malignant", "grade"]
+    assert len(table) > 0 and set(table["slide"]) == {"f0", "f1"}
+    for row in table.itertuples():
+        mask = np.asarray(Image.open(tmp_path / "out" / row.mask))
+        assert mask.shape == (16, 16) and set(np.unique(mask)) <= {0, 255}  # nearest: still a 0/255 mask
+        r, c = (int(v) for v in row.image.split("/")[1][:-4].split("_"))
+        # 16 px at 1 µm/px = 32 px of the 0.5 µm/px image: the patch at (r, c) covers rows 32r.., cols 32c..
+        source = np.zeros((96, 128), np.uint8)
+        source[24:56, 32:80] = 255
+        np.testing.assert_array_equal(mask, source[32 * r:32 * r + 32:2, 32 * c:32 * c + 32:2])
+    records = read_manifest(manifest, label_col="malignant", mask_col="mask")
+    assert len(records) == len(table) and len(records[0].mask_paths) == 1
+
+
+def test_a_csv_mpp_column_wins_and_bad_rows_are_named(tmp_path):
+    csv_path = _fields_of_view(tmp_path)
+    text = csv_path.read_text().splitlines()
+    (tmp_path / "with_mpp.csv").write_text("\n".join([text[0] + ",mpp", text[1] + ",1.0", text[2] + ",0.5"]) + "\n")
+    manifest = extract_patches(tmp_path / "with_mpp.csv", tmp_path / "out", 50, patch_size=16, target_mpp=1.0,
+                               slide_mpp=0.25, min_tissue_fraction=0.5, tissue=FINE)
+    table = pd.read_csv(manifest, dtype=str)
+    assert "mpp" not in table.columns  # the slide's own columns are not targets
+    positions = {slide: {tuple(int(v) for v in name.split("/")[1][:-4].split("_")) for name in group["image"]}
+                 for slide, group in table.groupby("slide")}
+    assert max(r for r, _ in positions["f0"]) <= 5 and max(r for r, _ in positions["f1"]) <= 2  # 96 px, 48 px tall
+    bad = {"missing_mask": (text[1].replace("f0_mask.png", "gone.png"), r"row 1 \(line 2\), column 'mask': mask .*gone"),
+           "bad_mpp": (text[1] + ",fast", r"row 1 \(line 2\), column 'mpp': 'fast' is not a positive number")}
+    for name, (row, pattern) in bad.items():
+        header = text[0] + (",mpp" if name == "bad_mpp" else "")
+        (tmp_path / f"{name}.csv").write_text(header + "\n" + row + "\n")
+        with pytest.raises(DataError, match=f"{name}.csv: {pattern}"):
+            extract_patches(tmp_path / f"{name}.csv", tmp_path / name, 4, patch_size=16, target_mpp=1.0,
+                            slide_mpp=0.5)
+    Image.fromarray(np.zeros((10, 10), np.uint8)).save(tmp_path / "f1_mask.png")  # not the image's size
+    with pytest.raises(DataError, match=r"f1_mask\.png: mask is 10×10 px but its slide .*f1\.jpg is 128×96"):
+        extract_patches(csv_path, tmp_path / "sized", 4, patch_size=16, target_mpp=1.0, slide_mpp=0.5)

@@ -98,7 +98,7 @@ def test_missing_mpp_needs_argument(tmp_path):
     tifffile.imwrite(path, np.full((512, 512, 3), 200, np.uint8), photometric="rgb", tile=(256, 256))
     with open_slide(path) as slide:
         assert slide.backend == "openslide" and slide.mpp is None
-        with pytest.raises(DataError, match=r"nompp\.tif.*no µm/px.*pass mpp="):
+        with pytest.raises(DataError, match=r"nompp\.tif.*no µm/px.*--slide-mpp.*'mpp' column"):
             slide.level_for_mpp(1.0)
     with open_slide(path, mpp=0.25) as slide:
         assert slide.level_for_mpp(0.5) == (0, 2.0)

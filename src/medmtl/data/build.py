@@ -142,7 +142,7 @@ def _manifest_records(cfg: DataConfig, root: Path | None) -> list[Record]:
     return read_manifest(path, image_col=cfg.image_col, mask_col=cfg.mask_col, label_col=cfg.label_col,
                          classes=classes, value_cols=cfg.value_cols, time_col=cfg.time_col,
                          event_col=cfg.event_col, root=root if cfg.root is not None else None,
-                         image_is_folder=cfg.kind == "grid", group_col=cfg.group_col)
+                         image_is_folder=cfg.kind == "grid", group_col=cfg.group_col, label_cols=cfg.label_cols)
 
 
 def _phantom_records(cfg: DataConfig) -> dict[str, list[Record]]:

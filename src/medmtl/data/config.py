@@ -135,6 +135,9 @@ class DataConfig(_Strict):
     mask_col: str | None = "mask"
     label_col: str | None = None
     value_cols: list[str] = Field(default_factory=list)
+    label_cols: dict[str, str] = Field(default_factory=dict, description="manifest: more class-label columns as "
+                                       "{target key: column} (e.g. {grade: grade}); a classification task reads "
+                                       "one with target: <key>; labels are integer indices or names in sorted order")
     group_col: str | None = Field(None, description="manifest column whose rows stay in one split (slide, patient)")
     time_col: str | None = None
     event_col: str | None = None
@@ -165,6 +168,10 @@ class DataConfig(_Strict):
         if self.kind != "grid" and self.augment.hed > 0 and self.channels != 3:
             raise ValueError(f"augment.hed (H&E colour augmentation) needs RGB images: set channels: 3, or "
                              f"augment.hed: 0 for grey images (channels is {self.channels})")
+        reserved = sorted(set(self.label_cols) & {"label", "value", "survival", "mask", "image", "boxes", "box_labels"})
+        if reserved:
+            raise ValueError(f"label_cols keys name targets of their own; {reserved} is taken (label_col gives "
+                             "'label', value_cols 'value', time_col/event_col 'survival')")
         if self.classes is not None and len(set(self.classes)) != len(self.classes):
             raise ValueError(f"classes repeat a name: {self.classes}")
         return self

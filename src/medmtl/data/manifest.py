@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,8 @@ def read_manifest(csv_path: str | Path, image_col: str = "image", mask_col: str 
                   label_col: str | None = None, classes: Sequence[str] | None = None,
                   value_cols: Sequence[str] = (), time_col: str | None = None, event_col: str | None = None,
                   root: str | Path | None = None, name_col: str | None = None,
-                  image_is_folder: bool = False, group_col: str | None = None) -> list[Record]:
+                  image_is_folder: bool = False, group_col: str | None = None,
+                  label_cols: Mapping[str, str] | None = None) -> list[Record]:
     """Records of a CSV manifest.
 
     ``mask_col`` may be absent from the CSV when left at its default ``"mask"``. Labels may be
@@ -47,6 +48,8 @@ def read_manifest(csv_path: str | Path, image_col: str = "image", mask_col: str 
     stems repeat; a volume's whole ending goes: ``ct.nii.gz`` -> ``ct``). Paths of any format are
     only checked to exist here (volumes are read by :class:`~medmtl.data.volume_dataset.VolumeDataset`). With ``image_is_folder`` the image column names folders (zarr grid stores).
     ``group_col`` (e.g. ``slide`` or ``patient``) keeps the rows of one group in one split.
+    ``label_cols`` (``{target key: column}``) reads more class labels (integer indices, or names in
+    sorted order), each as the target of its key, for more classification tasks (``target: <key>``).
     """
     csv_path = Path(csv_path)
     if (time_col is None) != (event_col is None):
@@ -69,6 +72,10 @@ def read_manifest(csv_path: str | Path, image_col: str = "image", mask_col: str 
     require(event_col, "survival events")
     require(name_col, "sample names")
     require(group_col, "groups")
+    extra_labels = dict(label_cols or {})
+    for column in extra_labels.values():
+        require(column, "class labels (data.label_cols)")
+    extra_classes = {key: _label_names(table, column) for key, column in extra_labels.items()}
     base = Path(root) if root is not None else csv_path.parent
     class_list = list(classes) if classes is not None else _label_names(table, label_col)
 
@@ -87,6 +94,9 @@ def read_manifest(csv_path: str | Path, image_col: str = "image", mask_col: str 
         targets: dict[str, Any] = {}
         if label_col is not None and _cell(row, label_col):
             targets["label"] = _parse_label(_cell(row, label_col), class_list, where, label_col)
+        for key, column in extra_labels.items():
+            if _cell(row, column):
+                targets[key] = _parse_label(_cell(row, column), extra_classes[key], where, column)
         if value_cols:
             texts = [_cell(row, c) for c in value_cols]
             if all(texts):

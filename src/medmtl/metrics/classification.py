@@ -199,6 +199,30 @@ def _balanced_accuracy_batched(labels: np.ndarray, predicted: np.ndarray) -> np.
         return np.nanmean(np.where(counts > 0, hits / counts, np.nan), axis=-1)
 
 
+def quadratic_weighted_kappa(labels: Any, predicted: Any, num_classes: int | None = None) -> float:
+    """Cohen's kappa with quadratic weights ``(i − j)² / (K − 1)²`` of ``predicted`` ``[N]`` against
+    ``labels`` ``[N]`` (int classes in ``[0, K)``; ``K`` = ``num_classes`` or 1 + the largest class seen):
+    the agreement of ordered grades beyond chance, 1 = perfect, 0 = chance (scikit-learn's
+    ``cohen_kappa_score(weights="quadratic")``); NaN when every sample has one and the same class."""
+    labels, predicted = paired_samples(labels, predicted, ("labels", "predicted"), "quadratic-weighted kappa")
+    labels, predicted = _integer_labels(labels), _integer_labels(predicted, "predicted")
+    k = num_classes or int(max(labels.max(initial=0), predicted.max(initial=0))) + 1
+    return float(_qwk_batched(labels[None], predicted[None], k)[0])
+
+
+def _qwk_batched(labels: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
+    """:func:`quadratic_weighted_kappa` of each row of ``labels`` / ``predicted`` ``[R, N]`` → ``[R]``."""
+    classes = np.arange(k)
+    truth = (labels[..., None] == classes).astype(np.float64)  # [R, N, K]
+    guess = (predicted[..., None] == classes).astype(np.float64)
+    observed = np.einsum("rni,rnj->rij", truth, guess)  # [R, K, K]
+    n = labels.shape[-1]
+    expected = np.einsum("ri,rj->rij", truth.sum(axis=1), guess.sum(axis=1)) / max(n, 1)
+    weights = (classes[:, None] - classes[None, :]) ** 2 / max(k - 1, 1) ** 2
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 1.0 - (weights * observed).sum(axis=(1, 2)) / (weights * expected).sum(axis=(1, 2))
+
+
 def _predicted_classes(labels: Any, probs: Any, metric: str) -> tuple[np.ndarray, np.ndarray, int]:
     """``(labels, predicted, K)``: int ``[N]`` labels, the arg-max of ``probs`` ``[N, K]`` (``[N]``
     positive-class probabilities: class 1 when ``>= 0.5``, K = 2); a ``ValueError`` on bad input."""
@@ -350,9 +374,11 @@ def _nan_ci() -> list[float]:
     return [math.nan, math.nan]
 
 
-def classification_metrics(labels: Any, probs: Any, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+def classification_metrics(labels: Any, probs: Any, n_resamples: int = 1000, seed: int = 0,
+                           ordinal: bool = False) -> dict[str, Any]:
     """AUC, accuracy, balanced accuracy and the expected calibration error (10 bins, see
-    :func:`expected_calibration_error`) with 95 % bootstrap intervals.
+    :func:`expected_calibration_error`) with 95 % bootstrap intervals; with ``ordinal`` (ordered
+    classes such as grades) also the quadratic-weighted kappa ``qwk`` (:func:`quadratic_weighted_kappa`).
 
     Args:
         labels: ``[N]`` int class indices.
@@ -399,6 +425,12 @@ def classification_metrics(labels: Any, probs: Any, n_resamples: int = 1000, see
         ece = float(_ece_rows(outcome, predicted_probability, bins, _ECE_BINS))
         ece_ci = list(bootstrap_ci(partial(_ece_rows, n_bins=_ECE_BINS), outcome, predicted_probability, bins,
                                    n_resamples=n_resamples, seed=seed, vectorized=True))
-    return {"auc": auc, "auc_ci95": auc_ci, "accuracy": float(correct.mean()), "accuracy_ci95": acc_ci,
-            "balanced_accuracy": balanced_accuracy(labels, predicted), "balanced_accuracy_ci95": balanced_ci,
-            "ece": ece, "ece_ci95": ece_ci, "n": n}
+    result = {"auc": auc, "auc_ci95": auc_ci, "accuracy": float(correct.mean()), "accuracy_ci95": acc_ci,
+              "balanced_accuracy": balanced_accuracy(labels, predicted), "balanced_accuracy_ci95": balanced_ci,
+              "ece": ece, "ece_ci95": ece_ci, "n": n}
+    if ordinal:
+        k = 2 if probs.ndim == 1 else probs.shape[1]
+        result["qwk"] = float(_qwk_batched(labels[None], predicted[None], k)[0])
+        result["qwk_ci95"] = list(bootstrap_ci(partial(_qwk_batched, k=k), labels, predicted, n_resamples=n_resamples,
+                                               seed=seed, vectorized=True))
+    return result

@@ -205,6 +205,12 @@ class Task(nn.Module, ABC, Generic[P, T]):
         ``predictions.json``. Default: the values as a list."""
         return prediction[0].tolist()
 
+    def explained_columns(self, prediction: Any) -> list[tuple[int, str]] | None:
+        """The per-image numbers an attribution map can explain (``medmtl show-grid --explain``), for one
+        image's :meth:`postprocess` output ``[1, K]``: ``[(column, what it is), …]``; None (the default):
+        the head predicts no single number per image (segmentation, reconstruction, detection)."""
+        return None
+
     def extra_repr(self) -> str:
         return f"name={self.name!r}, target={self.target!r}"
 

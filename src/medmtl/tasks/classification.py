@@ -34,6 +34,8 @@ class ClassificationOptions(PooledHeadOptions):
                                                          "on one logit (two classes only)")
     class_weights: list[float] | None = Field(None, description="loss weight per class")
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    ordinal: bool = Field(False, description="the classes are ordered (e.g. grades 0-4): the metrics add the "
+                                             "quadratic-weighted Cohen's kappa (qwk) with its 95% CI")
 
     @field_validator("loss")
     @classmethod
@@ -63,8 +65,6 @@ class ClassificationTask(Task[torch.Tensor, torch.Tensor]):
     kind = "classification"
     Options = ClassificationOptions
     monitor = ("auc", "max")
-    summary_metrics = ("auc", "balanced_accuracy", "accuracy")
-    metric_names = ("auc", "accuracy", "balanced_accuracy", "ece")
     lower_is_better = frozenset({"loss", "ece"})
     options: ClassificationOptions
 
@@ -77,6 +77,14 @@ class ClassificationTask(Task[torch.Tensor, torch.Tensor]):
     @property
     def num_classes(self) -> int:
         return self.options.num_classes
+
+    @property
+    def summary_metrics(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("auc", "balanced_accuracy", "accuracy") + (("qwk",) if self.options.ordinal else ())
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return ("auc", "accuracy", "balanced_accuracy", "ece") + (("qwk",) if self.options.ordinal else ())
 
     def build_head(self, feature_info: list[FeatureInfo], image_channels: int) -> None:
         outputs = 1 if self.options.loss == "bce" else self.num_classes
@@ -114,12 +122,18 @@ class ClassificationTask(Task[torch.Tensor, torch.Tensor]):
             return log_p - log_q
         return mean_log_probabilities([out.float().log_softmax(dim=1).to(out.dtype) for out in outputs])
 
+    def explained_columns(self, prediction: torch.Tensor) -> list[tuple[int, str]]:
+        """The probability of class 1 (two classes) or of the predicted class."""
+        column = 1 if prediction.shape[1] == 2 else int(prediction[0].argmax())
+        return [(column, f"P(class {column})")]
+
     def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> Summary:
         probs = self.postprocess(prediction.detach().float()).cpu().numpy()
         return {"labels": target.detach().long().cpu().numpy(), "probs": probs}
 
     def compute_metrics(self, summary: Summary, n_resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
-        return classification_metrics(summary["labels"], summary["probs"], n_resamples=n_resamples, seed=seed)
+        return classification_metrics(summary["labels"], summary["probs"], n_resamples=n_resamples, seed=seed,
+                                      ordinal=self.options.ordinal)
 
     # -- results for people ---------------------------------------------------------------
     def report_figures(self, summary: Summary, out_dir: Path, split: str) -> list[str]:

@@ -55,6 +55,9 @@ class RegressionTask(Task[torch.Tensor, torch.Tensor]):
         """Merged outputs (TTA copies, ensemble members): the mean of the predicted values ``[B, num_outputs]``."""
         return torch.stack(outputs).mean(dim=0)
 
+    def explained_columns(self, prediction: torch.Tensor) -> list[tuple[int, str]]:
+        return [(i, "predicted value") for i in range(prediction.shape[1])]
+
     def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> Summary:
         pred = prediction.detach().float().reshape(len(prediction), -1)[:, 0]
         true = target.detach().float().reshape(len(target), -1)[:, 0]

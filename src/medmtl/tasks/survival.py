@@ -114,6 +114,9 @@ class SurvivalTask(Task[torch.Tensor, torch.Tensor]):
         spread weighs more)."""
         return torch.stack(outputs).mean(dim=0)
 
+    def explained_columns(self, prediction: torch.Tensor) -> list[tuple[int, str]]:
+        return [(0, "log-risk")]
+
     def summarize(self, prediction: torch.Tensor, target: torch.Tensor) -> Summary:
         target = target.detach().float().cpu().numpy()
         return {"time": target[:, 0], "event": target[:, 1],

@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,6 +154,7 @@ def compress_slide(slide_path: str | Path, encoder: PatchEncoder, out_dir: str |
     ``on_progress(done, total)`` is called as tiles are encoded.
     """
     slide_path, out_dir = Path(slide_path), Path(out_dir)
+    check_encoder_channels(encoder)
     wanted = grid_settings(encoder, settings)
     final = _reuse(slide_path, out_dir, wanted, overwrite)
     if final is not None:
@@ -303,30 +304,50 @@ def _read_ahead(slide: Slide, grid: TileGrid, indices: np.ndarray,
             handle_.close()
 
 
+def settings_for(settings: CompressionSettings, slide: str | Path,
+                 slide_mpps: Mapping[str, float] | None = None) -> CompressionSettings:
+    """``settings`` with the slide's own level-0 µm/px (``slide_mpps``, keyed by the slide's path as
+    given, e.g. a slide CSV's ``mpp`` column) as ``slide_mpp`` when it has one."""
+    mpp = (slide_mpps or {}).get(str(slide))
+    return settings if mpp is None else dataclasses.replace(settings, slide_mpp=mpp)
+
+
+def check_encoder_channels(encoder: PatchEncoder) -> None:
+    """A :class:`DataError` naming the encoder run when it was not trained on RGB images: slides are
+    read as RGB, and a grey encoder would see luminance it was never shown as tissue colour."""
+    if encoder.in_channels != 3:
+        raise DataError(encoder.source or None,
+                        f"patch encoder was trained on {encoder.in_channels}-channel (grey) images "
+                        "(data.channels), but slides are read as RGB (3 channels): train the patch encoder "
+                        "with data.channels: 3")
+
+
 def check_stores(slides: list[Path], encoder: PatchEncoder, out_dir: Path, settings: CompressionSettings,
-                 overwrite: bool = False) -> None:
+                 overwrite: bool = False, slide_mpps: Mapping[str, float] | None = None) -> None:
     """The :class:`DataError` of the first slide whose existing store was made with another encoder or
-    settings (none with ``overwrite``): called before any slide is encoded."""
-    wanted = grid_settings(encoder, settings)
+    settings (none with ``overwrite``), or of an encoder not trained on RGB: called before any slide
+    is encoded."""
+    check_encoder_channels(encoder)
     for path in slides:
-        _reuse(Path(path), Path(out_dir), wanted, overwrite)
+        _reuse(Path(path), Path(out_dir), grid_settings(encoder, settings_for(settings, path, slide_mpps)), overwrite)
 
 
 def compress_slides(slides: list[Path], encoder: PatchEncoder, out_dir: Path,
                     settings: CompressionSettings = CompressionSettings(),
-                    overwrite: bool = False) -> list[CompressionResult]:
+                    overwrite: bool = False, slide_mpps: Mapping[str, float] | None = None) -> list[CompressionResult]:
     """Compress slides one after another in this process, with an overall and a per-slide bar.
 
     Every slide's existing store is checked first, so a store made with other settings stops the
-    run before any slide is encoded.
+    run before any slide is encoded. ``slide_mpps`` gives slides their own level-0 µm/px
+    (:func:`settings_for`).
     """
-    check_stores(slides, encoder, out_dir, settings, overwrite)
+    check_stores(slides, encoder, out_dir, settings, overwrite, slide_mpps)
     results = []
     with progress_bars() as bars:
         overall = bars.add_task("slides", total=len(slides))
         for path in slides:
             current = bars.add_task(Path(path).name, total=None)
-            results.append(compress_slide(path, encoder, out_dir, settings,
+            results.append(compress_slide(path, encoder, out_dir, settings_for(settings, path, slide_mpps),
                                           lambda done, total, t=current: bars.update(t, completed=done, total=total),
                                           overwrite=overwrite))
             bars.remove_task(current)

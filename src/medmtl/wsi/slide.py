@@ -1,8 +1,10 @@
 """A whole-slide image: pyramid levels, µm/px, region reads and thumbnails.
 
-:func:`open_slide` tries OpenSlide first (pyramidal .svs, .tif, .ndpi, .mrxs, ...) and falls back
-to tifffile for plain TIFFs that OpenSlide refuses (for example untiled RGB TIFFs). Any other
-file is a :class:`~medmtl.errors.DataError` that names it and says why.
+:func:`open_slide` tries OpenSlide first (pyramidal .svs, .tif, .ndpi, .mrxs, ...), falls back
+to tifffile for plain TIFFs that OpenSlide refuses (for example untiled RGB TIFFs) and, for a
+TIFF, then to Pillow; ordinary images (PNG, JPEG, BMP…) go to Pillow directly (:mod:`medmtl.wsi.image_reader`:
+one level, decoded into memory). Any other file is a :class:`~medmtl.errors.DataError` that names
+it and says why.
 
 Coordinates follow OpenSlide: ``x, y`` of a region are level-0 pixels, its ``width, height``
 pixels of the level read. Pixels come back as ``[H, W, 3]`` uint8 RGB; areas outside the slide
@@ -19,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from medmtl.errors import ConfigError, DataError
+from medmtl.wsi.image_reader import IMAGE_SUFFIXES, ImageReader, ImageUnavailable
 from medmtl.wsi.levels import check_mpp, level_for_downsample, level_to_level0
 from medmtl.wsi.openslide_reader import OpenSlideReader, OpenSlideUnavailable
 from medmtl.wsi.tiff_reader import TiffReader, TiffUnavailable
@@ -35,7 +38,7 @@ class Slide:
     tifffile fallback an Aperio ``MPP =`` description or the TIFF resolution tags), else ``None``.
     """
 
-    def __init__(self, path: Path, reader: OpenSlideReader | TiffReader, mpp: float | None = None) -> None:
+    def __init__(self, path: Path, reader: OpenSlideReader | TiffReader | ImageReader, mpp: float | None = None) -> None:
         self.path = path
         self._reader = reader
         self.backend: str = reader.backend
@@ -172,8 +175,8 @@ class Slide:
 
     def _require_mpp(self) -> float:
         if self.mpp is None:
-            raise DataError(self.path, "has no µm/px (mpp) metadata; pass mpp=... for this slide "
-                                       "(open_slide(path, mpp=0.5) for a 20x scan)")
+            raise DataError(self.path, "has no µm/px (mpp) metadata: give it with --slide-mpp (e.g. 0.5 for a 20x "
+                                       "scan), an 'mpp' column in the slide CSV, or open_slide(path, mpp=...)")
         return self.mpp
 
 
@@ -200,6 +203,11 @@ def open_slide(path: str | Path, mpp: float | None = None) -> Slide:
         raise DataError(path, "file does not exist")
     if path.is_dir():
         raise DataError(path, "is a folder, not a slide file")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        try:
+            return Slide(path, ImageReader(path), mpp)
+        except ImageUnavailable as exc:
+            raise DataError(path, f"cannot be read as an image: {exc}") from None
     try:
         return Slide(path, OpenSlideReader(path), mpp)
     except OpenSlideUnavailable as exc:
@@ -208,5 +216,10 @@ def open_slide(path: str | Path, mpp: float | None = None) -> Slide:
         return Slide(path, TiffReader(path), mpp)
     except TiffUnavailable as exc:
         tiff_reason = str(exc)
+    if path.suffix.lower() in (".tif", ".tiff"):  # e.g. a JPEG-compressed layout tifffile has no codec for
+        try:
+            return Slide(path, ImageReader(path), mpp)
+        except ImageUnavailable as exc:
+            tiff_reason += f"; nor can Pillow as an ordinary image: {exc}"
     raise DataError(path, f"cannot be read as a whole-slide image: {openslide_reason}, and tifffile "
                           f"cannot read it either: {tiff_reason}")

@@ -1,12 +1,20 @@
-"""A visual check of a compressed slide: thumbnail, tissue mask and the embedding grid in colour."""
+"""A visual check of a compressed slide: thumbnail, tissue mask and the embedding grid in colour; and
+heat maps of a slide-level model's attributions over the thumbnail (:mod:`medmtl.wsi.explain`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medmtl.grid_store import GridStore
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.image import AxesImage
+
+    from medmtl.wsi.explain import SlideExplanation
 
 
 def pca_rgb(grid: np.ndarray, tissue: np.ndarray) -> np.ndarray:
@@ -57,7 +65,94 @@ def render_grid(store: GridStore, out_png: Path, thumbnail: np.ndarray | None = 
     return out_png
 
 
+def render_attributions(store: GridStore, explanation: SlideExplanation, out_png: Path) -> Path:
+    """Write a PNG with one panel per explained head: its signed cell attributions ``[H, W]`` in a
+    diverging colormap (0 = white, symmetric range, colorbar) over the slide thumbnail when the slide
+    can be read (else over the tissue mask in grey); NaN cells (no tissue, outside the model's
+    window) are transparent, and the window is outlined when it does not cover the grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    backdrop = _slide_backdrop(store)
+    count = len(explanation.outputs)
+    fig, axes = plt.subplots(1, count, figsize=(5.2 * count, 4.8), squeeze=False)
+    for ax, output in zip(axes[0], explanation.outputs):
+        over_slide = _draw_backdrop(ax, store, backdrop)
+        values = explanation.maps[output.label]
+        image = _draw_attribution(ax, values, alpha=0.55 if over_slide else 1.0)
+        _outline_window(ax, explanation.window, values.shape)
+        value = explanation.values[output.label]
+        ax.set_title(f"{output.label}: {output.quantity} = {value:.3g}\n{explanation.method_title()}", fontsize=9)
+        ax.axis("off")
+        bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+        bar.set_label(f"attribution to {output.quantity} (+ raises it)", fontsize=8)
+    name = Path(str(store.attrs.get("slide", store.path))).name
+    fig.suptitle(f"{name} — {explanation.run}" if explanation.run else name, fontsize=10)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+def _draw_attribution(ax: Axes, values: np.ndarray, alpha: float) -> AxesImage:
+    """``values [H, W]`` in cell units, 0 at the colormap's centre; NaN transparent."""
+    import matplotlib.pyplot as plt
+
+    finite = values[np.isfinite(values)]
+    limit = float(np.abs(finite).max()) if finite.size else 0.0
+    limit = limit if limit > 0 else 1.0
+    cmap = plt.get_cmap("RdBu_r").with_extremes(bad=(0, 0, 0, 0))
+    height, width = values.shape
+    return ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-limit, vmax=limit, alpha=alpha,
+                     interpolation="nearest", extent=(0, width, height, 0), zorder=2)
+
+
+def _draw_backdrop(ax: Axes, store: GridStore, backdrop: tuple[np.ndarray, tuple[int, int]] | None) -> bool:
+    """The slide thumbnail scaled to grid cells (cell pitch from the store's ``stride`` and
+    ``level_downsample``; True), or the tissue mask in light grey when the slide or the pitch is unknown."""
+    pitch = _cell_pitch(store)
+    if backdrop is not None and pitch is not None:
+        thumbnail, (width0, height0) = backdrop
+        ax.imshow(thumbnail, extent=(0, width0 / pitch, height0 / pitch, 0), zorder=1)
+        return True
+    tissue = store.tissue()
+    height, width = tissue.shape
+    ax.imshow(np.where(tissue, 0.85, 1.0), cmap="gray", vmin=0, vmax=1, interpolation="nearest",
+              extent=(0, width, height, 0), zorder=1)
+    return False
+
+
+def _outline_window(ax: Axes, window: tuple[int, int, int], shape: tuple[int, int]) -> None:
+    """A dashed frame around the cells the model sees, when that is not the whole grid."""
+    from matplotlib.patches import Rectangle
+
+    top, left, size = window
+    if top <= 0 and left <= 0 and top + size >= shape[0] and left + size >= shape[1]:
+        return
+    ax.add_patch(Rectangle((max(left, 0), max(top, 0)), min(size, shape[1] - max(left, 0)),
+                           min(size, shape[0] - max(top, 0)), fill=False, linestyle="--", linewidth=1,
+                           edgecolor="black", zorder=3))
+
+
+def _cell_pitch(store: GridStore) -> float | None:
+    """Level-0 pixels per grid cell, None when the store does not say."""
+    attrs = store.attrs
+    stride, downsample = attrs.get("stride"), attrs.get("level_downsample")
+    if not isinstance(stride, (int, float)) or not isinstance(downsample, (int, float)) or stride * downsample <= 0:
+        return None
+    return float(stride * downsample)
+
+
 def _thumbnail(store: GridStore) -> np.ndarray | None:
+    backdrop = _slide_backdrop(store)
+    return None if backdrop is None else backdrop[0]
+
+
+def _slide_backdrop(store: GridStore) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """The slide's thumbnail and its level-0 ``(width, height)``, None when the slide cannot be read."""
     slide_path = store.attrs.get("slide")
     if not slide_path or not Path(slide_path).exists():
         return None
@@ -65,6 +160,6 @@ def _thumbnail(store: GridStore) -> np.ndarray | None:
 
     try:
         with open_slide(slide_path) as slide:
-            return slide.thumbnail(512)
+            return slide.thumbnail(512), tuple(slide.dimensions)
     except Exception:  # the figure is still useful without the thumbnail
         return None
