@@ -46,6 +46,19 @@ def tiny_config(**trainer) -> dict:
 
 
 
+def write_run(folder, config, model, checkpoint: str = "best.ckpt", global_step: int = 1):
+    """``folder`` as training leaves a run directory: ``config.yaml`` (a ``RunConfig``) and a checkpoint
+    holding ``model``'s weights under ``model.*`` — for tests that need a run, not the training."""
+    import yaml
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    (folder / "checkpoints").mkdir(exist_ok=True)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "epoch": 0,
+                "global_step": global_step}, folder / "checkpoints" / checkpoint)
+    return folder
+
+
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run ``medmtl`` in a fresh process (as a user would), capturing its output."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}

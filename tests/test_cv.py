@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import tiny_config
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -15,7 +16,6 @@ from medmtl.config import config_from_dict
 from medmtl.cv import cv_config, run_cv
 from medmtl.data.build import build_datasets
 from medmtl.errors import ConfigError
-from tests.helpers import tiny_config
 
 
 def _manifest_config(folder, patients: int, per_patient: int = 3) -> dict:

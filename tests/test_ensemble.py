@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from helpers import tiny_config, write_run
 
 from medmtl.builders import build_model
 from medmtl.config import config_from_dict
@@ -25,7 +26,6 @@ from medmtl.tasks import ClassificationTask, ReconstructionTask, SegmentationTas
 from medmtl.tasks.detection import DetectionTask
 from medmtl.tasks.regression import RegressionTask
 from medmtl.tasks.survival import SurvivalTask
-from tests.helpers import tiny_config
 
 
 def _member(seed: int, classification_loss: str = "ce") -> MultiTaskModel:
@@ -105,16 +105,10 @@ def test_cross_validation_ensembles_are_evaluated_on_test_only():
 
 
 def _fake_run(folder, config, seed):
-    """A run directory as training leaves it: config.yaml, a best checkpoint (``model.*`` weights)."""
-    import yaml
-
-    folder.mkdir(parents=True)
-    (folder / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    """A run directory of an untrained model (seeded); returns the model."""
     torch.manual_seed(seed)
     model = build_model(config)
-    (folder / "checkpoints").mkdir()
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "epoch": 0,
-                "global_step": 1}, folder / "checkpoints" / "best.ckpt")
+    write_run(folder, config, model)
     return model.eval()
 
 

@@ -29,7 +29,9 @@ def test_preset_trains_and_evaluates_the_test_split(tmp_path):
                                           "trainer.max_epochs=1", "trainer.n_bootstrap=10", "data.batch_size=8",
                                           "trainer.progress_bar=false"])
     assert config.data.classes is None  # class indices, not the benign/malignant of other presets
+    assert config.trainer.select == "ema" and config.trainer.ema_decay == 0.99  # small validation splits
     result = train(config, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "selection.json").read_text())["weights"] == "ema"
     assert result.metrics["classification"]["n"] == 9
     assert json.loads((tmp_path / "run" / "metrics_test.json").read_text())["classification"]["n"] == 9
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
+from helpers import run_cli, tiny_config, write_run
 from PIL import Image
 
-from helpers import run_cli, tiny_config
 from medmtl import grid_store
+from medmtl.builders import build_model
+from medmtl.config import config_from_dict
 from medmtl.paths import data_root
 
 pytestmark = pytest.mark.slow
@@ -72,12 +74,9 @@ def test_ordinary_images_compress_with_a_csv_mpp_column(encoder_run, tmp_path):
 
 
 def test_a_grey_encoder_is_refused_before_any_tile_is_read(synthetic_slide, tmp_path):
-    folder = tmp_path / "grey"
-    folder.mkdir()
-    (folder / "config.yaml").write_text(yaml.safe_dump(tiny_config(max_epochs=1)))
-    result = run_cli("train", str(folder / "config.yaml"), "--out", str(folder / "run"), "--no-report")
-    assert result.returncode == 0, result.stderr
-    result = run_cli("compress", str(synthetic_slide.path), "--encoder", str(folder / "run"), "--out",
+    config = config_from_dict(tiny_config())  # data.channels: 1
+    run = write_run(tmp_path / "grey", config, build_model(config))
+    result = run_cli("compress", str(synthetic_slide.path), "--encoder", str(run), "--out",
                      str(tmp_path / "g"), "--mpp", "1.0")
     assert result.returncode == 2 and "1-channel (grey)" in result.stderr and "data.channels: 3" in result.stderr
     assert not (tmp_path / "g").exists() or not any((tmp_path / "g").iterdir())

@@ -10,8 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-import yaml
-from helpers import tiny_config
+from helpers import tiny_config, write_run
 from typer.testing import CliRunner
 
 from medmtl import grid_store
@@ -134,12 +133,7 @@ def trained(region_data):
 def trained_run(trained, tmp_path_factory):
     """The trained model as a run directory (config.yaml and a checkpoint, as training leaves them)."""
     config, model = trained
-    folder = tmp_path_factory.mktemp("run")
-    (folder / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")))
-    (folder / "checkpoints").mkdir()
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}, "epoch": 0,
-                "global_step": 300}, folder / "checkpoints" / "best.ckpt")
-    return folder
+    return write_run(tmp_path_factory.mktemp("run"), config, model, global_step=300)
 
 
 @pytest.mark.parametrize("method, size", [("gradient", 1), ("occlusion", 1), ("occlusion", 2)])

@@ -1,0 +1,65 @@
+"""Paired differences of several models against a reference on the same test images (issue 16).
+
+Each model is ``label=RUN[@CHECKPOINT][+TTA]``: a run or ensemble directory, optionally a checkpoint
+(``selected``, ``best``, ``last``) and a test-time augmentation (``flip``, ``flip+rot90``). Every
+model predicts the test split of its run's data; the per-image summaries are aligned by image name
+and each metric's difference ``model − reference`` gets a paired bootstrap 95% interval
+(:func:`medmtl.paired.paired_deltas`: the same resampled images for both) and a verdict.
+
+Usage::
+
+    .venv/bin/python benchmarks/remedies_paired.py plain=runs/vessel/plain \\
+        last=runs/vessel/plain@last tta=runs/vessel/plain+flip ema=runs/vessel/ema ensemble=runs/vessel/cv5
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+def parse(spec: str) -> tuple[str, str, str, str]:
+    """``label=RUN[@CHECKPOINT][+TTA]`` → (label, run, checkpoint, tta)."""
+    label, _, rest = spec.partition("=")
+    rest, _, tta = rest.partition("+")
+    run, _, checkpoint = rest.partition("@")
+    return label, run, checkpoint or "selected", tta or "none"
+
+
+def test_summaries(run: str, checkpoint: str, tta: str) -> tuple[Any, dict, dict]:
+    from medmtl.evaluation import collect_summaries
+    from medmtl.training.loaders import build_run_datasets, evaluation_loader
+    from medmtl.training.run import load_run_checkpoint
+    from medmtl.tta import with_tta
+
+    config, model, _ = load_run_checkpoint(run, checkpoint)
+    model = with_tta(model, tta, config.model.spatial_dims or 2)
+    loader = evaluation_loader(config, build_run_datasets(config, model)["test"])
+    names: dict[str, list[str]] = {}
+    return model, collect_summaries(model, loader, names=names), names
+
+
+def main(specs: list[str], n_resamples: int = 1000) -> str:
+    from medmtl.paired import align, paired_deltas
+
+    models = [parse(spec) for spec in specs]
+    evaluated = {label: test_summaries(run, checkpoint, tta) for label, run, checkpoint, tta in models}
+    reference = models[0][0]
+    ref_model, ref_summaries, ref_names = evaluated[reference]
+    lines = [f"Paired against `{reference}` on the same test images (95% paired bootstrap intervals).", "",
+             "| model | task | metric | value | Δ vs reference [95% CI] | verdict |", "|---|---|---|---|---|---|"]
+    for label, _, _, _ in models:
+        model, summaries, names = evaluated[label]
+        for task_name, task in ref_model.tasks.items():
+            _, own, ref = align(names[task_name], summaries[task_name], ref_names[task_name], ref_summaries[task_name])
+            result = paired_deltas(task, own, ref, tuple(task.summary_metrics), n_resamples)
+            for metric, stats in result["metrics"].items():
+                low, high = stats["delta_ci95"]
+                delta = "–" if label == reference else f"{stats['delta']:+.3f} [{low:+.3f}, {high:+.3f}]"
+                verdict = "reference" if label == reference else stats["verdict"]
+                lines.append(f"| {label} | {task_name} | {metric} | {stats['multi']:.3f} | {delta} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(main(sys.argv[1:]))
