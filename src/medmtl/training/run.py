@@ -279,12 +279,6 @@ def load_weights(model: MultiTaskModel, checkpoint: Path) -> CheckpointInfo:
                           step if isinstance(step, int) else None)
 
 
-#: the ``--checkpoint`` choices besides a file path
-CHECKPOINT_CHOICES = ("selected", "best", "last")
-CHECKPOINT_HELP = ("selected (the weights the run's metrics.json evaluated, by trainer.select), best, last (end of "
-                   "the last finished epoch) or the path of a .ckpt file of this run")
-
-
 def run_checkpoint(run_dir: str | Path, checkpoint: str | Path = "selected") -> Path:
     """The checkpoint file ``checkpoint`` names in a run: ``selected`` (the file selection.json names:
     what ``trainer.select`` chose and metrics.json evaluated; ``best`` for a run without it, e.g. one
