@@ -141,7 +141,7 @@ def paired_comparison(run_dirs: dict[str, dict[int, Path]], splits: list[int], n
 
     def evaluated(run_dir: Path) -> tuple[Any, dict, dict]:
         if run_dir not in cache:
-            cache[run_dir] = _split_summaries(run_dir, split_name)
+            cache[run_dir] = split_summaries(run_dir, split_name)
         return cache[run_dir]
 
     singles = {name[len(SINGLE_PREFIX):]: dirs for name, dirs in run_dirs.items() if name.startswith(SINGLE_PREFIX)}
@@ -168,9 +168,10 @@ def paired_comparison(run_dirs: dict[str, dict[int, Path]], splits: list[int], n
     return out
 
 
-def _split_summaries(run_dir: Path, split_name: str) -> tuple[Any, dict, dict]:
-    """The run's best model and its per-sample summaries (with sample names) on one of its splits
-    (``val`` falls back to ``train`` for data without a validation split)."""
+def split_summaries(run_dir: Path, split_name: str, description: str | None = None) -> tuple[Any, dict, dict]:
+    """The run's selected model and its per-sample summaries (with sample names) on one of its splits
+    (``val`` falls back to ``train`` for data without a validation split); ``description`` labels the
+    progress bar."""
     from medmtl.evaluation import collect_summaries
     from medmtl.training.loaders import build_run_datasets, evaluation_loader
     from medmtl.training.run import load_run
@@ -181,7 +182,8 @@ def _split_summaries(run_dir: Path, split_name: str) -> tuple[Any, dict, dict]:
     if split_name not in datasets and split_name != "val":
         raise ConfigError("--pair-on", f"the runs' data have no '{split_name}' split (they have {sorted(datasets)})")
     loader = evaluation_loader(config, datasets[split_name if split_name in datasets else "train"])
-    return model, collect_summaries(model, loader, description=f"pairing {run_dir.name}", names=names), names
+    return model, collect_summaries(model, loader, description=description or f"pairing {run_dir.name}",
+                                    names=names), names
 
 
 def _over_splits(per_split: dict[int, Any]) -> dict[str, Any]:

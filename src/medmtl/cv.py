@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medmtl.compare import for_fold, summarize, summary_metrics
+from medmtl.compare import for_fold, split_summaries, summarize, summary_metrics
 from medmtl.config import RunConfig, config_from_dict
 from medmtl.console import say
 from medmtl.errors import ConfigError
@@ -103,17 +103,14 @@ def out_of_fold_metrics(run_dirs: list[Path], n_bootstrap: int, seed: int = 0
                         ) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
     """Each fold run's model on its own validation split, pooled: ``({task: metrics with CIs},
     {task: samples})``."""
-    from medmtl.evaluation import collect_summaries, metrics_from_summaries
+    from medmtl.evaluation import metrics_from_summaries
     from medmtl.tasks.base import concat_summaries
-    from medmtl.training.loaders import build_run_datasets, evaluation_loader
-    from medmtl.training.run import load_run_checkpoint
 
     parts: dict[str, list[dict[str, Any]]] = {}
     model = None
     for k, run_dir in enumerate(run_dirs, start=1):
-        config, model, _ = load_run_checkpoint(run_dir, "selected")
-        loader = evaluation_loader(config, build_run_datasets(config, model)["val"])
-        for task, summary in collect_summaries(model, loader, description=f"out of fold {k}/{len(run_dirs)}").items():
+        model, summaries, _ = split_summaries(run_dir, "val", description=f"out of fold {k}/{len(run_dirs)}")
+        for task, summary in summaries.items():
             parts.setdefault(task, []).append(summary)
     pooled = {task: concat_summaries(summaries) for task, summaries in parts.items()}
     counts = {task: len(next(iter(summary.values()))) for task, summary in pooled.items() if summary}

@@ -19,6 +19,7 @@ from medmtl.cli import app
 from medmtl.config import config_from_dict
 from medmtl.data.build import build_datasets, inference_dataset
 from medmtl.data.collate import collate_samples
+from medmtl.data.grid import centre_window
 from medmtl.encoders import create_encoder
 from medmtl.errors import ConfigError, DataError
 from medmtl.model import MultiTaskModel
@@ -29,7 +30,6 @@ from medmtl.wsi.explain import (
     explain_store,
     explained_outputs,
     to_store_grid,
-    window_origin,
 )
 from medmtl.wsi.visualize import render_attributions
 
@@ -159,7 +159,7 @@ def test_only_tissue_cells_in_the_models_window_get_values(trained, tmp_path):
     tissue = np.ones((15, 10), dtype=bool)
     tissue[7, 4] = False
     store = grid_store.open_grid(write_store(tmp_path, "big", grid, tissue))
-    top, left = window_origin(15, 10, SIZE)
+    top, left = centre_window(15, 10, SIZE)
     assert (top, left) == (1, -1)
     image = inference_dataset(config.data, [store.path])[0]["image"].numpy()
     assert np.array_equal(to_store_grid(image[0], (15, 10), top, left)[1:13], store.embeddings()[0, 1:13])

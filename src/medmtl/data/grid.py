@@ -32,6 +32,12 @@ def crop_or_pad(grid: np.ndarray, size: int, top: int, left: int) -> np.ndarray:
     return out
 
 
+def centre_window(height: int, width: int, size: int) -> tuple[int, int]:
+    """Top-left cell ``(top, left)`` of the centre ``size × size`` window of a ``height × width`` grid
+    (negative where the grid is smaller and padded): the window evaluation and prediction see."""
+    return (height - size) // 2, (width - size) // 2
+
+
 def dihedral(grid: torch.Tensor, index: int) -> torch.Tensor:
     """One of the 8 symmetries of the square (``index`` 0..7) of ``grid [C, S, S]``."""
     if index >= 4:
@@ -88,7 +94,7 @@ class GridDataset(RecordDataset):
             top = _uniform(min(0, height - self.size), max(0, height - self.size))
             left = _uniform(min(0, width - self.size), max(0, width - self.size))
         else:
-            top, left = (height - self.size) // 2, (width - self.size) // 2
+            top, left = centre_window(height, width, self.size)
         image = torch.from_numpy(crop_or_pad(grid, self.size, top, left))
         if self.augment:
             image = dihedral(image, _uniform(0, 7))

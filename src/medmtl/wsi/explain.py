@@ -52,6 +52,8 @@ class ExplainedOutput:
 
     task: str
     column: int
+    #: the number itself, on the unchanged grid
+    value: float
     #: the panel's and the .npy file's name: the task, or ``<task>_<i>`` for a multi-output regression
     label: str
     #: what the number is, for titles: ``P(class 1)``, ``predicted value``, ``log-risk``
@@ -61,11 +63,10 @@ class ExplainedOutput:
 @dataclass
 class SlideExplanation:
     """The maps of one store: ``maps[label]`` ``[H, W]`` float32 on the store's grid (NaN off tissue and
-    outside the model's window), ``values[label]`` the model's output on the unchanged grid."""
+    outside the model's window); each output's ``value`` is the model's output on the unchanged grid."""
 
     outputs: list[ExplainedOutput]
     maps: dict[str, np.ndarray]
-    values: dict[str, float]
     method: str
     occlusion_size: int
     #: the model's window on the store's grid: top, left (negative when padded) and side, in cells
@@ -108,7 +109,8 @@ def explained_outputs(model: MultiTaskModel, image: torch.Tensor, run: str | Pat
     outputs: list[ExplainedOutput] = []
     for name, task in model.tasks.items():
         columns = task.explained_columns(predictions[name]) or []
-        outputs += [ExplainedOutput(name, column, name if len(columns) == 1 else f"{name}_{column}", quantity)
+        outputs += [ExplainedOutput(name, column, float(predictions[name][0, column]),
+                                    name if len(columns) == 1 else f"{name}_{column}", quantity)
                     for column, quantity in columns]
     if not outputs:
         heads = ", ".join(f"{name} ({task.kind})" for name, task in model.tasks.items())
@@ -169,12 +171,6 @@ def cell_attributions(model: MultiTaskModel, image: torch.Tensor, output: Explai
     return np.where(tissue, values, np.nan).astype(np.float32)
 
 
-def window_origin(height: int, width: int, size: int) -> tuple[int, int]:
-    """Top-left cell of the evaluation window of :class:`~medmtl.data.grid.GridDataset` (the centre
-    ``size × size`` crop; negative where the grid is padded) on a ``height × width`` grid."""
-    return (height - size) // 2, (width - size) // 2
-
-
 def to_store_grid(window_map: np.ndarray, shape: tuple[int, int], top: int, left: int) -> np.ndarray:
     """``window_map`` ``[S, S]`` put back on the store's ``[H, W]`` grid at (top, left); NaN elsewhere."""
     size = window_map.shape[0]
@@ -191,7 +187,7 @@ def explain_store(config: RunConfig, model: MultiTaskModel, store: GridStore, me
     """Every explainable head's map of ``store`` for a slide-level model (``config``: its run's;
     ``run``: where it came from, for messages and titles)."""
     from medmtl.data.build import inference_dataset
-    from medmtl.data.grid import crop_or_pad
+    from medmtl.data.grid import centre_window, crop_or_pad
 
     check_method(method, occlusion_size)
     channels, height, width = store.shape
@@ -200,16 +196,14 @@ def explain_store(config: RunConfig, model: MultiTaskModel, store: GridStore, me
     model.eval()
     image = inference_dataset(config.data, [store.path])[0]["image"]  # [C, S, S], exactly as predict sees it
     size = int(image.shape[-1])
-    top, left = window_origin(height, width, size)
+    top, left = centre_window(height, width, size)
     tissue = crop_or_pad(store.tissue()[None].astype(np.float32), size, top, left)[0] > 0.5
     outputs = explained_outputs(model, image, source)
-    maps, values = {}, {}
+    maps = {}
     for output in outputs:
         window_map = cell_attributions(model, image, output, method, tissue, occlusion_size)
         maps[output.label] = to_store_grid(window_map, (height, width), top, left)
-        with torch.no_grad():
-            values[output.label] = float(output_values(model, image[None].to(_device(model)), output)[0])
-    return SlideExplanation(outputs, maps, values, method, occlusion_size, (top, left, size),
+    return SlideExplanation(outputs, maps, method, occlusion_size, (top, left, size),
                             "" if run is None else str(run))
 
 

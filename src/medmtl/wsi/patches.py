@@ -215,11 +215,7 @@ def _open_mask(entry: SlideEntry, slide: Slide) -> Any:
 def read_mask_tile(labels: Slide, grid: TileGrid, index: int) -> np.ndarray:
     """Patch ``index`` of ``grid`` from a mask opened as a slide: uint8 ``[patch_size, patch_size]``
     (the first channel), resized by nearest neighbour so that label values stay labels."""
-    patch = labels.read_region(int(grid.x[index]), int(grid.y[index]), grid.level, grid.read_size, grid.read_size)
-    patch = np.ascontiguousarray(patch[..., 0])
-    if grid.read_size != grid.patch_size:
-        patch = np.asarray(Image.fromarray(patch).resize((grid.patch_size, grid.patch_size), Image.Resampling.NEAREST))
-    return patch
+    return np.ascontiguousarray(read_tile(labels, grid, index, Image.Resampling.NEAREST)[..., 0])
 
 
 def extract_patches(slides_csv_or_list: str | Path | Sequence[str | Path], out_dir: str | Path,

@@ -146,9 +146,11 @@ def tile_slide(slide: Slide, patch_size: int = 128, stride: int | None = None, l
                           read_size=max(1, round(patch_size * extra)), include_partial=include_partial)
 
 
-def read_tile(slide: Slide, grid: TileGrid, index: int) -> np.ndarray:
-    """Patch ``index`` of ``grid`` as ``[patch_size, patch_size, 3]`` uint8 RGB."""
+def read_tile(slide: Slide, grid: TileGrid, index: int,
+              resample: Image.Resampling = Image.Resampling.BOX) -> np.ndarray:
+    """Patch ``index`` of ``grid`` as ``[patch_size, patch_size, 3]`` uint8 RGB, resized by ``resample``
+    when the level read is not at the wanted µm/px (BOX for images; NEAREST keeps a mask's labels)."""
     patch = slide.read_region(int(grid.x[index]), int(grid.y[index]), grid.level, grid.read_size, grid.read_size)
     if grid.read_size != grid.patch_size:
-        patch = np.asarray(Image.fromarray(patch).resize((grid.patch_size, grid.patch_size), Image.Resampling.BOX))
+        patch = np.asarray(Image.fromarray(patch).resize((grid.patch_size, grid.patch_size), resample))
     return patch

@@ -83,8 +83,7 @@ def render_attributions(store: GridStore, explanation: SlideExplanation, out_png
         values = explanation.maps[output.label]
         image = _draw_attribution(ax, values, alpha=0.55 if over_slide else 1.0)
         _outline_window(ax, explanation.window, values.shape)
-        value = explanation.values[output.label]
-        ax.set_title(f"{output.label}: {output.quantity} = {value:.3g}\n{explanation.method_title()}", fontsize=9)
+        ax.set_title(f"{output.label}: {output.quantity} = {output.value:.3g}\n{explanation.method_title()}", fontsize=9)
         ax.axis("off")
         bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
         bar.set_label(f"attribution to {output.quantity} (+ raises it)", fontsize=8)
