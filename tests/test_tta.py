@@ -61,14 +61,16 @@ def _asymmetric(shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def test_transform_sets_and_bad_choice():
-    assert [len(tta_transforms(c, 2)) for c in TTA_CHOICES] == [1, 3, 6]
-    assert [len(tta_transforms(c, 3)) for c in TTA_CHOICES] == [1, 4, 7]
+    assert [len(tta_transforms(c, 2)) for c in TTA_CHOICES] == [1, 2, 3, 6]
+    assert [len(tta_transforms(c, 3)) for c in TTA_CHOICES] == [1, 2, 4, 7]
     assert tta_transforms("flip", 2)[0] == IDENTITY
+    assert tta_transforms("hflip", 2)[1] == tta_transforms("flip", 2)[2] == Transform(flips=(1,))  # W only
+    assert tta_transforms("hflip", 3)[1] == Transform(flips=(2,))
     x = torch.rand(1, 2, 4, 5, 6)
     for t in tta_transforms("flip", 3) + [Transform(flips=(0, 2)), Transform(rot90=1)]:
         y = x[..., :5, :5] if t.rot90 else x
         assert torch.equal(t.invert(t.apply(y)), y)
-    with pytest.raises(ConfigError, match=r"--tta.*none, flip, flip\+rot90"):
+    with pytest.raises(ConfigError, match=r"--tta.*none, hflip, flip, flip\+rot90"):
         tta_transforms("rot", 2)
     model = _PointwiseModel()
     assert with_tta(model, "none", 2) is model
@@ -87,7 +89,7 @@ def test_identity_set_equals_the_plain_model_exactly():
     assert tta.tasks is model.tasks and tta.encoder is model.encoder and tta.eval() is tta
 
 
-@pytest.mark.parametrize("choice", ["flip", "flip+rot90"])
+@pytest.mark.parametrize("choice", ["hflip", "flip", "flip+rot90"])
 def test_equivariant_model_is_unchanged_and_segmentation_is_aligned(choice):
     model = _PointwiseModel()
     image = _asymmetric((2, 1, 6, 6))
@@ -197,7 +199,7 @@ def test_cli_flag_reaches_evaluate_and_predict(monkeypatch, tmp_path):
     for command in (["evaluate", str(tmp_path)], ["predict", str(tmp_path), "x.png", "--out", str(tmp_path / "q")]):
         result = runner.invoke(app, [*command, "--tta", "mirror"])
         assert result.exit_code == 2
-        assert "--tta" in result.output and "none, flip, flip+rot90" in result.output
+        assert "--tta" in result.output and "none, hflip, flip, flip+rot90" in result.output
 
 
 def test_sliding_window_runs_the_wrapper_on_each_window():

@@ -13,8 +13,8 @@ from medmtl.cli_errors import console, fail as _fail, writes_to as _writes_to
 from medmtl.errors import MedMTLError
 
 #: ``--tta`` of evaluate and predict (the choices: :data:`medmtl.tta.TTA_CHOICES`)
-_TTA_HELP = ("test-time augmentation: none, flip (the identity and a flip of each spatial axis; outputs averaged) "
-             "or flip+rot90 (also 90/180/270° rotations of square images)")
+_TTA_HELP = ("test-time augmentation: none, hflip (the identity and a left-right flip), flip (the identity and a "
+             "flip of each spatial axis; outputs averaged) or flip+rot90 (also 90/180/270° rotations of square images)")
 
 #: ``--checkpoint`` of evaluate, predict and export (see :func:`medmtl.training.run.run_checkpoint`)
 _CHECKPOINT_HELP = ("selected (the weights the run's metrics.json evaluated, by trainer.select; each member's for an "

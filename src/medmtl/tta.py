@@ -17,6 +17,9 @@ wrapper refuses it with a :class:`~medmtl.errors.ConfigError`.
 Transform sets (:func:`tta_transforms`, ``--tta`` of ``medmtl evaluate`` / ``medmtl predict``):
 
 - ``none``: no augmentation (the model is used as it is);
+- ``hflip``: the identity and a left–right flip (the last axis; 2 passes): for images whose up–down
+  orientation means something (ultrasound with the probe on top, chest radiographs) while their left
+  and right are interchangeable;
 - ``flip``: the identity and a flip of each spatial axis alone (2D images: 3 passes; volumes: 4);
 - ``flip+rot90``: those and rotations by 90°, 180° and 270° in the plane of the last two axes
   (H–W; 2D: 6 passes, 3D: 7); square H–W planes only (``H == W``), else a :class:`ConfigError` on
@@ -34,7 +37,7 @@ import torch
 from medmtl.errors import ConfigError
 
 #: the choices of ``--tta``
-TTA_CHOICES = ("none", "flip", "flip+rot90")
+TTA_CHOICES = ("none", "hflip", "flip", "flip+rot90")
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,8 @@ def tta_transforms(choice: str, spatial_dims: int) -> list[Transform]:
     if choice not in TTA_CHOICES:
         raise ConfigError("--tta", f"unknown test-time augmentation '{choice}'; choose one of {', '.join(TTA_CHOICES)}")
     transforms = [IDENTITY]
+    if choice == "hflip":
+        transforms.append(Transform(flips=(spatial_dims - 1,)))
     if choice in ("flip", "flip+rot90"):
         transforms += [Transform(flips=(axis,)) for axis in range(spatial_dims)]
     if choice == "flip+rot90":
