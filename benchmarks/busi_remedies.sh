@@ -25,6 +25,7 @@ declare -A extra=([plain]="" [ema]="trainer.ema_decay=0.99 trainer.select=ema"
 for variant in $variants; do
   for split in $splits; do
     run=$out/$variant/split$split
+    mkdir -p "$out/$variant"
     if [ ! -f "$run/metrics.json" ]; then
       # shellcheck disable=SC2086
       /usr/bin/time -f "%e s wall" -o "$run.time" "$medmtl" train busi-cls-seg --out "$run" data.fold="$split" \

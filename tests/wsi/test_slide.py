@@ -5,7 +5,7 @@ from PIL import Image
 
 from medmtl.errors import ConfigError, DataError
 from medmtl.wsi.scene import make_scene
-from medmtl.wsi.slide import open_slide
+from medmtl.wsi.slide import _block_mean, open_slide
 
 
 def _scene_of(info):
@@ -124,3 +124,12 @@ def test_non_slides_give_clear_errors(tmp_path, make):
         path.write_bytes(full.read_bytes()[:20])
     with pytest.raises(DataError, match=path.name.replace(".", r"\.") + ".*" + expected):
         open_slide(path)
+
+
+def test_block_mean_averages_blocks_and_partial_edges():
+    pixels = np.arange(5 * 7 * 3, dtype=np.uint8).reshape(5, 7, 3)
+    reduced = _block_mean(pixels, 2)
+    assert reduced.shape == (3, 4, 3)
+    expected = np.array([[pixels[r:r + 2, c:c + 2].reshape(-1, 3).mean(axis=0) for c in range(0, 7, 2)]
+                         for r in range(0, 5, 2)])
+    assert np.abs(reduced.astype(float) - expected).max() <= 0.5 + 1e-9

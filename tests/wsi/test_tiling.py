@@ -3,10 +3,22 @@ import time
 
 import numpy as np
 import pytest
+import tifffile
+from PIL import Image
 
 from medmtl.errors import ConfigError
 from medmtl.wsi.slide import open_slide
-from medmtl.wsi.tiling import grid_count, make_tile_grid, read_tile, tile_slide, tissue_fractions
+from medmtl.wsi.tiling import (
+    MAX_BLOCK_PIXELS,
+    block_shape,
+    grid_count,
+    make_tile_grid,
+    read_tile,
+    read_tiles,
+    tile_blocks,
+    tile_slide,
+    tissue_fractions,
+)
 from medmtl.wsi.tissue import TissueMask, detect_tissue, saturation
 
 
@@ -101,3 +113,44 @@ def test_tile_slide_at_target_mpp(synthetic_slide):
             tile_slide(slide, level=7)
         with pytest.raises(ConfigError, match="patch_size"):
             tile_slide(slide, patch_size=0)
+
+
+def _striped_tiff(path):
+    rng = np.random.default_rng(0)
+    tifffile.imwrite(path, rng.integers(0, 256, (300, 420, 3), dtype=np.uint8), photometric="rgb", rowsperstrip=64)
+    return path
+
+
+def _png(path):
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (300, 420, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+@pytest.mark.parametrize("backend", ["openslide", "tifffile", "pillow"])
+@pytest.mark.parametrize("layout", [{"patch_size": 128}, {"patch_size": 96, "stride": 64},
+                                    {"patch_size": 64, "target_mpp": 0.75}])
+def test_block_reads_equal_tile_reads(backend, layout, synthetic_slide, tmp_path):
+    path = {"openslide": lambda: synthetic_slide.path, "tifffile": lambda: _striped_tiff(tmp_path / "s.tif"),
+            "pillow": lambda: _png(tmp_path / "i.png")}[backend]()
+    with open_slide(path, mpp=0.5) as slide:
+        assert slide.backend == backend
+        grid = tile_slide(slide, include_partial=True, **layout)  # edge patches hang over: white there
+        shape = block_shape(slide, grid)
+        if backend == "pillow":
+            assert shape == (1, 1)
+        else:
+            tile_w, tile_h = slide.tile_size(grid.level)
+            assert shape[1] == min(math.ceil(tile_w / grid.stride), (MAX_BLOCK_PIXELS - grid.read_size) // grid.stride + 1)
+            assert shape[0] == min(math.ceil(tile_h / grid.stride), (MAX_BLOCK_PIXELS - grid.read_size) // grid.stride + 1)
+        wanted = np.arange(len(grid))[::3] if len(grid) > 40 else np.arange(len(grid))
+        blocks = tile_blocks(grid, wanted, shape)
+        assert sorted(np.concatenate(blocks).tolist()) == wanted.tolist()
+        for block in blocks:
+            assert np.ptp(grid.rows[block] // shape[0]) == 0 and np.ptp(grid.cols[block] // shape[1]) == 0
+            for index, patch in zip(block, read_tiles(slide, grid, block)):
+                assert np.array_equal(patch, read_tile(slide, grid, int(index))), (index, block)
+        twin = slide.reopen()
+        assert twin.mpp == slide.mpp and twin.backend == backend
+        assert np.array_equal(read_tile(twin, grid, 0), read_tile(slide, grid, 0))
+        twin.close()
+        assert read_tile(slide, grid, 0).shape == (grid.patch_size, grid.patch_size, 3)  # unaffected by the twin

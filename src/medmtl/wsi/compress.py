@@ -1,7 +1,8 @@
 """Neural Image Compression: a whole-slide image → a grid of patch embeddings in a zarr store.
 
 Streaming: tiles are read by a pool of reader threads (OpenSlide and zlib/JPEG decoding release
-the GIL) a bounded number of tiles ahead of the encoder, so reading overlaps encoding and memory
+the GIL), in blocks that span the file's own tiles (each decoded once), a bounded number of tiles
+ahead of the encoder, so reading overlaps encoding and memory
 stays flat whatever the slide size; each finished grid row is written to the store at once.
 An interrupted slide resumes from its finished rows; a finished one is skipped
 (:mod:`medmtl.grid_store`) — both only when the store was made with the same encoder weights and
@@ -31,7 +32,7 @@ from medmtl.io_utils import json_safe
 from medmtl.progress import progress_bars
 from medmtl.wsi.patch_encoder import PatchEncoder
 from medmtl.wsi.slide import Slide, open_slide
-from medmtl.wsi.tiling import TileGrid, read_tile, tile_slide
+from medmtl.wsi.tiling import TileGrid, block_shape, read_tile, read_tiles, tile_blocks, tile_slide
 from medmtl.wsi.tissue import TissueConfig, detect_tissue
 
 log = logging.getLogger(__name__)
@@ -257,12 +258,13 @@ def _encode(slide: Slide, grid: TileGrid, todo: np.ndarray, encoder: PatchEncode
 
 def _read_ahead(slide: Slide, grid: TileGrid, indices: np.ndarray,
                 settings: CompressionSettings) -> Iterator[tuple[int, np.ndarray | None]]:
-    """``(index, tile [P, P, 3] uint8 or None)`` in order, read by a thread pool at most
-    ``prefetch_tiles`` ahead of the consumer.
+    """``(index, tile [P, P, 3] uint8 or None)`` for every index, read by a thread pool at most
+    ``prefetch_tiles`` ahead of the consumer, block by block (:func:`~medmtl.wsi.tiling.tile_blocks`:
+    the cells that share the file's tiles, read as one region, so each tile is decoded once).
 
-    Each reader thread has its own handle on the slide: OpenSlide refuses every read on a handle
-    after one tile failed to decode, so a thread reopens its handle after a failure, and a corrupt
-    tile never spoils the reads of the other threads.
+    Each reader thread has its own handle on the slide (:meth:`Slide.reopen`): OpenSlide refuses every
+    read on a handle after one tile failed to decode, so a block that fails is read again tile by tile on
+    a fresh handle, each tile retried, and a corrupt tile spoils neither its block nor the other threads.
     """
     local = threading.local()
     opened: list[Slide] = []
@@ -271,8 +273,8 @@ def _read_ahead(slide: Slide, grid: TileGrid, indices: np.ndarray,
     def handle(fresh: bool = False) -> Slide:
         current = getattr(local, "slide", None)
         if current is None or fresh:
-            current = open_slide(slide.path, mpp=slide.mpp)
             with lock:
+                current = slide.reopen()
                 opened.append(current)
             local.slide = current
         return current
@@ -288,17 +290,26 @@ def _read_ahead(slide: Slide, grid: TileGrid, indices: np.ndarray,
                                 exc)
         return None
 
+    def read_block(block: np.ndarray) -> list[tuple[int, np.ndarray | None]]:
+        try:
+            return list(zip(block.tolist(), read_tiles(handle(), grid, block)))
+        except Exception:
+            local.slide = None
+            return [(index, read(index)) for index in block.tolist()]
+
+    blocks = tile_blocks(grid, indices, block_shape(slide, grid))
     try:
         with ThreadPoolExecutor(max_workers=max(1, settings.readers), thread_name_prefix="tile-reader") as pool:
             queue: deque[tuple[int, Future]] = deque()
-            position = 0
-            while position < len(indices) or queue:
-                while position < len(indices) and len(queue) < settings.prefetch_tiles:
-                    index = int(indices[position])
-                    queue.append((index, pool.submit(read, index)))
+            position, queued = 0, 0
+            while position < len(blocks) or queue:
+                while position < len(blocks) and (queued < settings.prefetch_tiles or not queue):
+                    queue.append((len(blocks[position]), pool.submit(read_block, blocks[position])))
+                    queued += len(blocks[position])
                     position += 1
-                index, future = queue.popleft()
-                yield index, future.result()
+                size, future = queue.popleft()
+                queued -= size
+                yield from future.result()
     finally:
         for handle_ in opened:
             handle_.close()

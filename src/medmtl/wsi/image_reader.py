@@ -11,6 +11,7 @@ are writers' defaults far more often than a microscope's, so only a value in
 
 from __future__ import annotations
 
+import copy
 import warnings
 from pathlib import Path
 
@@ -72,6 +73,15 @@ class ImageReader:
         self.level_downsamples: list[float] = [1.0]
         self.properties: dict[str, str] = {}
         self.vendor = None
+
+    def tile_size(self, level: int) -> None:
+        return None  # decoded whole when opened: no unit to align reads on
+
+    def reopen(self) -> ImageReader:
+        """A reader over the same decoded pixels (read-only: safe to share between threads)."""
+        sibling = copy.copy(self)
+        sibling.level_dimensions, sibling.level_downsamples = list(self.level_dimensions), [1.0]
+        return sibling
 
     def read(self, x: int, y: int, level: int, width: int, height: int) -> np.ndarray:
         """``[height, width, 3]`` uint8 RGB from level-0 ``(x, y)``; white outside the image."""

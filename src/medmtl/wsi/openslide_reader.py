@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -22,6 +23,12 @@ def load_openslide() -> tuple[ModuleType | None, str | None]:
     except ImportError as exc:
         return None, str(exc)
     return openslide, None
+
+
+#: bytes of decoded tiles kept by the cache that all handles of one slide share (OpenSlide's own default
+#: is 32 MiB per handle)
+SHARED_CACHE_BYTES = 64 << 20
+_CACHE_LOCK = threading.Lock()
 
 
 class OpenSlideUnavailable(Exception):
@@ -77,6 +84,30 @@ class OpenSlideReader:
         self.properties: dict[str, str] = dict(self._slide.properties)
         self.metadata_mpp = _mpp_from_properties(self.properties)
         self.vendor = self.properties.get("openslide.vendor")
+        self._cache: object | None = None
+
+    def tile_size(self, level: int) -> tuple[int, int] | None:
+        """The file's tile ``(width, height)`` at ``level`` (OpenSlide's ``openslide.level[L].tile-*``)."""
+        try:
+            size = (int(self.properties[f"openslide.level[{level}].tile-width"]),
+                    int(self.properties[f"openslide.level[{level}].tile-height"]))
+        except (KeyError, ValueError):
+            return None
+        return size if min(size) > 0 else None
+
+    def reopen(self) -> OpenSlideReader:
+        """Another handle on the file, sharing one tile cache with this one (OpenSlide ≥ 4; with an older
+        library each handle keeps its own cache)."""
+        openslide, _ = load_openslide()
+        sibling = OpenSlideReader(self.path)
+        if hasattr(openslide, "OpenSlideCache"):
+            with _CACHE_LOCK:  # handles opened from several threads get one cache
+                if self._cache is None:
+                    self._cache = openslide.OpenSlideCache(SHARED_CACHE_BYTES)
+                    self._slide.set_cache(self._cache)
+            sibling._cache = self._cache
+            sibling._slide.set_cache(self._cache)
+        return sibling
 
     def read(self, x: int, y: int, level: int, width: int, height: int) -> np.ndarray:
         """``[height, width, 3]`` uint8 RGB; ``(x, y)`` is the top-left corner in level-0 pixels."""

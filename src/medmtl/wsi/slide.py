@@ -90,6 +90,12 @@ class Slide:
                                        f"(finest), and the tolerance is {tolerance:.0%}")
         return level_for_downsample(self.level_downsamples, target / mpp, tolerance)
 
+    def tile_size(self, level: int) -> tuple[int, int] | None:
+        """``(width, height)`` of the unit the file is decoded in at ``level`` (a tile; a strip for a
+        striped TIFF), or None when it has none (an ordinary image, decoded whole when opened)."""
+        self._check_level(level)
+        return self._reader.tile_size(level)
+
     # --- pixels ---------------------------------------------------------------------------
     def read_region(self, x: int, y: int, level: int, width: int, height: int) -> np.ndarray:
         """``[height, width, 3]`` uint8 RGB of ``level``, top-left corner at level-0 ``(x, y)``."""
@@ -111,7 +117,8 @@ class Slide:
         Reads the coarsest level not coarser than ``downsample`` and averages blocks of
         ``k x k`` of its pixels (``k`` a whole number) band by band, so a single-level slide is
         never held in memory whole. The exact downsample is level-0 pixels per output pixel
-        (``level_downsample * k``); the last row/column of blocks may be partial.
+        (``level_downsample * k``); the last row/column of blocks may be partial (the mean of the
+        pixels it has).
         """
         self._check_open()
         if not (math.isfinite(downsample) and downsample > 0):
@@ -146,6 +153,13 @@ class Slide:
         return np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
 
     # --- life cycle -----------------------------------------------------------------------
+    def reopen(self) -> Slide:
+        """Another handle on the same file, for another reading thread, sharing what can be shared: an
+        ordinary image's decoded pixels, OpenSlide's tile cache (tiles one thread decoded serve the
+        others). The µm/px is this handle's."""
+        self._check_open()
+        return Slide(self.path, self._reader.reopen(), self.mpp if self.mpp_source == "argument" else None)
+
     def close(self) -> None:
         if not self._closed:
             self._reader.close()
@@ -181,13 +195,11 @@ class Slide:
 
 
 def _block_mean(pixels: np.ndarray, factor: int) -> np.ndarray:
-    """``[H, W, 3]`` uint8 averaged over ``factor x factor`` blocks (edges repeated to fill)."""
-    height, width = pixels.shape[:2]
-    pad_h, pad_w = -height % factor, -width % factor
-    if pad_h or pad_w:
-        pixels = np.pad(pixels, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    blocks = pixels.reshape(pixels.shape[0] // factor, factor, pixels.shape[1] // factor, factor, 3)
-    return np.rint(blocks.mean(axis=(1, 3), dtype=np.float32)).astype(np.uint8)
+    """``[H, W, 3]`` uint8 averaged over ``factor x factor`` blocks: ``[ceil(H / f), ceil(W / f), 3]``; a
+    partial block at the bottom or right edge averages the pixels it has. Pillow's ``reduce`` (C, about
+    7× faster than a NumPy block mean on a 6-megapixel level: it sets the pace of tissue detection on
+    single-level slides)."""
+    return np.asarray(Image.fromarray(np.ascontiguousarray(pixels)).reduce(factor))
 
 
 def open_slide(path: str | Path, mpp: float | None = None) -> Slide:

@@ -169,6 +169,14 @@ class TiffReader:
             raise TiffUnavailable("the TIFF holds no 2D image")
         return levels
 
+    def tile_size(self, level: int) -> tuple[int, int]:
+        """``(width, height)`` of the tiles (or strips) of ``level``."""
+        return self._levels[level].segment_width, self._levels[level].segment_height
+
+    def reopen(self) -> TiffReader:
+        """Another handle on the file (tifffile's file handle is not shared between threads)."""
+        return TiffReader(self.path)
+
     def read(self, x: int, y: int, level: int, width: int, height: int) -> np.ndarray:
         """``[height, width, 3]`` uint8 RGB; ``(x, y)`` is the top-left corner in level-0 pixels."""
         downsample = self.level_downsamples[level]

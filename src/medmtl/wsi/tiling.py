@@ -146,11 +146,72 @@ def tile_slide(slide: Slide, patch_size: int = 128, stride: int | None = None, l
                           read_size=max(1, round(patch_size * extra)), include_partial=include_partial)
 
 
+#: the largest side, in level pixels, of one block read by :func:`read_tiles`
+MAX_BLOCK_PIXELS = 1024
+
+
+def block_shape(slide: Slide, grid: TileGrid) -> tuple[int, int]:
+    """``(rows, cols)`` of grid cells that :func:`read_tiles` reads as one region: enough cells to span one
+    decoding unit of the file (a tile, or a strip's height) at ``grid.level``, at most
+    :data:`MAX_BLOCK_PIXELS` pixels a side; ``(1, 1)`` when the file has no such unit (an image in memory).
+
+    Reading patch by patch decodes a file tile once per patch that touches it (four times for 128-px
+    patches on 256-px tiles), and reader threads with their own handles do it again each; one read of
+    the block decodes each tile once.
+    """
+    unit = slide.tile_size(grid.level)
+    if unit is None:
+        return 1, 1
+    limit = max(1, (MAX_BLOCK_PIXELS - grid.read_size) // grid.stride + 1)
+
+    def cells(length: int) -> int:
+        return int(min(limit, max(1, math.ceil(length / grid.stride))))
+
+    return cells(unit[1]), cells(unit[0])
+
+
+def tile_blocks(grid: TileGrid, indices: np.ndarray, shape: tuple[int, int]) -> list[np.ndarray]:
+    """``indices`` (positions in ``grid``) grouped into blocks of ``shape = (rows, cols)`` grid cells:
+    blocks in row-major order, each holding its indices in their given order."""
+    indices = np.asarray(indices, dtype=np.int64)
+    if len(indices) == 0:
+        return []
+    block_cols = math.ceil(grid.grid_shape[1] / shape[1])
+    keys = (grid.rows[indices] // shape[0]) * block_cols + grid.cols[indices] // shape[1]
+    order = np.argsort(keys, kind="stable")
+    bounds = np.nonzero(np.diff(keys[order]))[0] + 1
+    return [indices[part] for part in np.split(order, bounds)]
+
+
+def read_tiles(slide: Slide, grid: TileGrid, indices: np.ndarray,
+               resample: Image.Resampling = Image.Resampling.BOX) -> list[np.ndarray]:
+    """Patches ``indices`` of ``grid``, exactly as :func:`read_tile` gives them, cut from one region read
+    that covers them all (use it on a block of :func:`tile_blocks`)."""
+    indices = np.asarray(indices, dtype=np.int64)
+    rows, cols = grid.rows[indices], grid.cols[indices]
+    top, left = int(rows.min()), int(cols.min())
+    # level-0 corners grow with the column / row: the smallest ones are those of cell (top, left)
+    x0, y0 = int(grid.x[indices].min()), int(grid.y[indices].min())
+    width = (int(cols.max()) - left) * grid.stride + grid.read_size
+    height = (int(rows.max()) - top) * grid.stride + grid.read_size
+    region = slide.read_region(x0, y0, grid.level, width, height)
+    patches = []
+    for row, col in zip(rows, cols):
+        y, x = (int(row) - top) * grid.stride, (int(col) - left) * grid.stride
+        patch = region[y:y + grid.read_size, x:x + grid.read_size]
+        patches.append(_resized(np.ascontiguousarray(patch), grid, resample))
+    return patches
+
+
 def read_tile(slide: Slide, grid: TileGrid, index: int,
               resample: Image.Resampling = Image.Resampling.BOX) -> np.ndarray:
     """Patch ``index`` of ``grid`` as ``[patch_size, patch_size, 3]`` uint8 RGB, resized by ``resample``
     when the level read is not at the wanted µm/px (BOX for images; NEAREST keeps a mask's labels)."""
     patch = slide.read_region(int(grid.x[index]), int(grid.y[index]), grid.level, grid.read_size, grid.read_size)
+    return _resized(patch, grid, resample)
+
+
+def _resized(patch: np.ndarray, grid: TileGrid, resample: Image.Resampling) -> np.ndarray:
     if grid.read_size != grid.patch_size:
         patch = np.asarray(Image.fromarray(patch).resize((grid.patch_size, grid.patch_size), resample))
     return patch
