@@ -35,7 +35,7 @@ import torch
 
 from medmtl import grid_store
 from medmtl.encoders import create_encoder
-from medmtl.wsi import detect_tissue, open_slide, read_tile, tile_slide
+from medmtl.wsi import TileGrid, detect_tissue, open_slide, read_tile, tile_slide
 from medmtl.wsi.compress import CompressionSettings, _read_ahead, compress_slide
 from medmtl.wsi.patch_encoder import PatchEncoder
 from medmtl.wsi.synthetic import make_synthetic_slide
@@ -134,9 +134,24 @@ def stages(slides: list[Path], encoder: PatchEncoder, settings: CompressionSetti
                                                                              settings)])
                 for first in range(0, len(tiles), settings.batch_size):
                     timed("encoding", lambda: encoder.encode(np.stack(tiles[first:first + settings.batch_size])))
-                row = np.zeros((encoder.channels, cols), np.float32)
-                timed("row writes", lambda: [store.write_row(r, row) for r in range(rows)])
+                timed("row writes", lambda: _write_rows_as_compression_does(store, grid, encoder.channels,
+                                                                           settings.batch_size))
     return seconds
+
+
+def _write_rows_as_compression_does(store: grid_store.GridStore, grid: TileGrid, channels: int,
+                                    batch_size: int) -> None:
+    """After each encoder batch, one ``write_rows`` call with the rows whose last tile is in (as
+    ``compress_slide`` does); rows without tissue go with the first call."""
+    rows, cols = grid.grid_shape
+    last_tile = np.full(rows, -1)
+    np.maximum.at(last_tile, grid.rows, np.arange(len(grid)))
+    written = np.zeros(rows, bool)
+    for end in [*range(batch_size, len(grid), batch_size), len(grid)]:
+        ready = np.nonzero(~written & (last_tile < end))[0]
+        if len(ready):
+            store.write_rows(ready, np.zeros((channels, len(ready), cols), np.float32))
+            written[ready] = True
 
 
 def main() -> None:

@@ -62,3 +62,15 @@ def test_torn_row_flag_counts_as_not_done(tmp_path):
 def test_missing_store_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         grid_store.open_grid(tmp_path / "nope.zarr")
+
+
+def test_write_rows_in_any_order_and_runs(tmp_path):
+    tissue, coords = np.ones((5, 4), bool), np.zeros((5, 4, 2), np.int64)
+    store = grid_store.create_or_resume(tmp_path, "slide", 2, tissue, coords, ATTRS)
+    rows = [4, 0, 1, 3]  # runs 0–1 and 3–4, given out of order
+    embeddings = np.stack([np.full((2, 4), float(row)) for row in rows], axis=1)
+    store.write_rows(rows, embeddings)
+    assert store.rows_done().tolist() == [True, True, False, True, True]
+    np.testing.assert_array_equal(store.embeddings()[0, :, 0], [0, 1, 0, 3, 4])
+    store.write_rows([], np.zeros((2, 0, 4)))  # nothing to write is not an error
+    assert store.rows_done().tolist() == [True, True, False, True, True]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -76,8 +77,23 @@ class GridStore:
 
     def write_row(self, row: int, embeddings: np.ndarray) -> None:
         """Store ``embeddings [C, W]`` of grid row ``row``, then mark the row done."""
-        self.group["embeddings"][:, row, :] = embeddings.astype(np.float32, copy=False)
-        self.group["row_done"][row] = True
+        self.write_rows([row], embeddings[:, None, :])
+
+    def write_rows(self, rows: Sequence[int], embeddings: np.ndarray) -> None:
+        """Store ``embeddings [C, len(rows), W]`` of grid rows ``rows``, then mark them done.
+
+        One write per run of consecutive rows (zarr's cost is per call far more than per byte: nine rows
+        of a small image written at once take about a third of the time of nine single-row writes), and
+        every embedding is written before any of its flags, so a row marked done is always whole.
+        """
+        order = np.argsort(np.asarray(rows, dtype=np.int64), kind="stable")
+        rows = np.asarray(rows, dtype=np.int64)[order]
+        embeddings = embeddings.astype(np.float32, copy=False)[:, order]
+        runs = np.split(np.arange(len(rows)), np.nonzero(np.diff(rows) != 1)[0] + 1) if len(rows) else []
+        for run in runs:
+            self.group["embeddings"][:, rows[run[0]]:rows[run[-1]] + 1, :] = embeddings[:, run[0]:run[-1] + 1]
+        for run in runs:
+            self.group["row_done"][rows[run[0]]:rows[run[-1]] + 1] = True
 
     def embeddings(self) -> np.ndarray:
         """The whole grid ``[C, H, W]`` float32."""
@@ -150,15 +166,13 @@ def create_or_resume(out_dir: Path, name: str, channels: int, tissue: np.ndarray
             return GridStore(partial, group)
         shutil.rmtree(partial)
     partial.parent.mkdir(parents=True, exist_ok=True)
-    group = zarr.open_group(str(partial), mode="w")
+    # attributes and small arrays given at creation: each later update rewrites metadata (a third slower)
+    group = zarr.open_group(str(partial), mode="w", attributes=json_safe(wanted))
     group.create_array("embeddings", shape=(channels, height, width), chunks=(channels, 1, width),
                        dtype="float32", fill_value=0.0)
-    group.create_array("tissue", shape=(height, width), dtype="bool", fill_value=False)
-    group.create_array("coords", shape=(height, width, 2), dtype="int64", fill_value=0)
+    group.create_array("tissue", data=np.asarray(tissue, dtype=bool), fill_value=False)
+    group.create_array("coords", data=np.asarray(coords, dtype=np.int64), fill_value=0)
     group.create_array("row_done", shape=(height,), chunks=(1,), dtype="bool", fill_value=False)
-    group["tissue"][:] = tissue
-    group["coords"][:] = coords
-    group.attrs.update(json_safe(wanted))
     return GridStore(partial, group)
 
 

@@ -122,22 +122,24 @@ def test_slide_without_tissue_gives_an_empty_grid_and_a_warning(white_slide, tmp
 
 
 def test_write_failure_keeps_no_finished_store(synthetic_slide, tmp_path, monkeypatch):
-    real_write = grid_store.GridStore.write_row
+    real_write = grid_store.GridStore.write_rows
     written = []
 
-    def full_disk(self, row, embeddings):
-        if len(written) == 3:
+    def full_disk(self, rows, embeddings):
+        if len(written) == 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        written.append(row)
-        real_write(self, row, embeddings)
+        written.append(rows)
+        real_write(self, rows, embeddings)
 
-    monkeypatch.setattr(grid_store.GridStore, "write_row", full_disk)
+    monkeypatch.setattr(grid_store.GridStore, "write_rows", full_disk)
     with pytest.raises(DataError, match="No space left.*resumes"):
         compress_slide(synthetic_slide.path, CountingEncoder(), tmp_path, SETTINGS)
     assert not grid_store.is_complete(tmp_path / f"{synthetic_slide.path.stem}.zarr")
-    monkeypatch.setattr(grid_store.GridStore, "write_row", real_write)
-    result = compress_slide(synthetic_slide.path, CountingEncoder(), tmp_path, SETTINGS)
+    monkeypatch.setattr(grid_store.GridStore, "write_rows", real_write)
+    encoder = CountingEncoder()
+    result = compress_slide(synthetic_slide.path, encoder, tmp_path, SETTINGS)
     assert grid_store.is_complete(result.store)
+    assert 0 < result.tiles < len(grid_store.open_grid(result.store).tissue().nonzero()[0])  # resumed
 
 
 def test_non_slide_file_is_a_clear_error(tmp_path):

@@ -195,7 +195,8 @@ def compress_slide(slide_path: str | Path, encoder: PatchEncoder, out_dir: str |
 
 
 class _RowWriter:
-    """Collects embeddings per grid row and writes a row once its last tile is in."""
+    """Collects embeddings per grid row; :meth:`flush` writes the rows whose last tile is in, in one call
+    per run of rows (called after every encoder batch, so at most a batch of work is lost to a kill)."""
 
     def __init__(self, store: grid_store.GridStore, grid: TileGrid, channels: int, pending: np.ndarray,
                  todo: np.ndarray) -> None:
@@ -204,19 +205,27 @@ class _RowWriter:
         counts = np.bincount(grid.rows[todo], minlength=grid.grid_shape[0])
         self.remaining = {int(row): int(counts[row]) for row in pending}
         self.buffers: dict[int, np.ndarray] = {}
-        for row, count in self.remaining.items():  # rows without tissue are finished at once
-            if count == 0:
-                store.write_row(row, np.zeros((channels, self.width), dtype=np.float32))
+        self.ready: dict[int, np.ndarray] = {row: self._empty() for row, count in self.remaining.items()
+                                             if count == 0}  # rows without tissue are finished at once
+
+    def _empty(self) -> np.ndarray:
+        return np.zeros((self.channels, self.width), dtype=np.float32)
 
     def put(self, index: int, vector: np.ndarray | None) -> None:
         """The embedding ``[C]`` of tile ``index`` (None: unreadable, stays zero)."""
         row = int(self.grid.rows[index])
-        buffer = self.buffers.setdefault(row, np.zeros((self.channels, self.width), dtype=np.float32))
+        buffer = self.buffers.setdefault(row, self._empty())
         if vector is not None:
             buffer[:, int(self.grid.cols[index])] = vector
         self.remaining[row] -= 1
         if self.remaining[row] == 0:
-            self.store.write_row(row, self.buffers.pop(row))
+            self.ready[row] = self.buffers.pop(row)
+
+    def flush(self) -> None:
+        """Write the finished rows not yet written."""
+        if self.ready:
+            rows = sorted(self.ready)
+            self.store.write_rows(rows, np.stack([self.ready.pop(row) for row in rows], axis=1))
 
 
 def _tile(slide: Slide, settings: CompressionSettings) -> TileGrid:
@@ -238,6 +247,7 @@ def _encode(slide: Slide, grid: TileGrid, todo: np.ndarray, encoder: PatchEncode
             writer.put(index, vector)
         tiles.clear()
         owners.clear()
+        writer.flush()
 
     for index, tile in _read_ahead(slide, grid, todo, settings):
         if tile is None:
@@ -253,6 +263,7 @@ def _encode(slide: Slide, grid: TileGrid, todo: np.ndarray, encoder: PatchEncode
             on_progress(done, len(todo))
     if tiles:
         flush()
+    writer.flush()  # rows finished by unreadable tiles after the last batch; rows without tissue
     return failed
 
 
