@@ -2,7 +2,8 @@
 # Issue 16 on BUSI classification + segmentation (busi-cls-seg), the three published splits with an
 # honest selection protocol: validation = 15% of each published training list (benchmarks/
 # busi_holdout_splits.py), test = the published validation list, which no selection sees.
-# Variants: plain (best epoch by validation loss), ema (EMA of the weights, decay 0.99, select ema),
+# Variants: plain (best epoch by validation loss), ema (EMA of the weights, decay 0.99, select ema;
+# BatchNorm statistics recomputed), ema_avg (the same with the statistics averaged like the weights),
 # swa (SWA over the last 25% of the epochs, select last); each evaluated on test with and without
 # horizontal-flip TTA; the plain run's last epoch too.
 # Usage: MEDMTL_DATA=../shared/data bash benchmarks/busi_remedies.sh [OUT] [EPOCHS] [VARIANTS] [SPLITS]
@@ -21,6 +22,7 @@ common=(trainer.max_epochs="$epochs" trainer.num_threads=1 trainer.progress_bar=
         "data.split_train=$(realpath "$lists")/train{fold}.txt" "data.split_val=$(realpath "$lists")/val{fold}.txt"
         "data.split_test=$(realpath "$lists")/test{fold}.txt")
 declare -A extra=([plain]="" [ema]="trainer.ema_decay=0.99 trainer.select=ema"
+                  [ema_avg]="trainer.ema_decay=0.99 trainer.select=ema trainer.ema_batchnorm=average"
                   [swa]="trainer.swa_start=0.75 trainer.select=last")
 for variant in $variants; do
   for split in $splits; do

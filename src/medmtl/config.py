@@ -123,6 +123,10 @@ class TrainerConfig(_Strict):
                                                 "(ema = decay·ema + (1 − decay)·weights), in (0, 1), e.g. 0.999; "
                                                 "validation, checkpoints' weights and the final evaluation use it; "
                                                 "None: off")
+    ema_batchnorm: Literal["recompute", "average"] = Field(
+        "recompute", description="BatchNorm statistics of the EMA weights: recompute (one pass over the training "
+                                 "data before each validation and at each epoch's end) or average (like the "
+                                 "weights, no extra pass)")
     swa_start: float | None = Field(None, ge=0, lt=1, allow_inf_nan=False,
                                     description="stochastic weight averaging: the equal average of every step's "
                                                 "weights from this fraction of trainer.max_epochs on, in [0, 1), "

@@ -108,6 +108,7 @@ def test_ema_run_validates_checkpoints_and_evaluates_the_average_and_resumes(tmp
     assert "current_model_state" in best  # best.ckpt, picked on the EMA's metric, holds the EMA too
     selection = json.loads((run / "selection.json").read_text())
     assert selection["select"] == "ema" and selection["weights"] == "ema" and selection["ema_decay"] == 0.5
+    assert selection["ema_batchnorm"] == "recompute"
     assert selection["checkpoint"].endswith("last.ckpt") and selection["epochs"] == 2
     assert result.best_checkpoint == run / "checkpoints" / "last.ckpt"
     assert "_selection" not in json.loads((run / "metrics.json").read_text())
@@ -157,3 +158,38 @@ def test_swa_averages_from_the_start_epoch_with_recomputed_batchnorm(tmp_path):
     assert means and _differs({k: last["state_dict"][k] for k in means},
                               {k: last["current_model_state"][k] for k in means})
     assert json.loads((run / "selection.json").read_text())["weights"] == "swa"
+
+
+def _batchnorm_stats_of_one_pass(run, config) -> dict:
+    """The cumulative BatchNorm statistics of the run's last weights over one pass of its training data."""
+    from medmtl.training.loaders import build_loaders
+
+    _, model, _ = load_run_checkpoint(run, "last")
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+    model.train()
+    with torch.no_grad():
+        for batch in build_loaders(config, model)["train"]:
+            model(batch["image"])
+    return {k: v for k, v in model.state_dict().items() if k.endswith(("running_mean", "running_var"))}
+
+
+@pytest.mark.parametrize("batchnorm", ["recompute", "average"])
+def test_ema_batchnorm_statistics_are_recomputed_for_the_average_or_averaged(tmp_path, batchnorm):
+    raw = _config(ema_decay=0.5, select="ema", ema_batchnorm=batchnorm)
+    raw["data"]["batch_size"] = 16  # the whole training set in one batch: the same batch in every pass
+    config = config_from_dict(raw)
+    run = tmp_path / batchnorm
+    train(config, run)
+    saved = {k.removeprefix("model."): v for k, v in _load(run / "checkpoints" / "last.ckpt")["state_dict"].items()}
+    one_pass = _batchnorm_stats_of_one_pass(run, config)
+    assert one_pass
+    matches = all(torch.allclose(saved[k], v, rtol=1e-4, atol=1e-6) for k, v in one_pass.items())
+    assert matches == (batchnorm == "recompute")
+
+
+def test_unknown_ema_batchnorm_is_rejected():
+    with pytest.raises(ConfigError, match="trainer.ema_batchnorm"):
+        config_from_dict(_config(ema_decay=0.9, ema_batchnorm="freeze"))

@@ -143,7 +143,8 @@ def _fit_and_evaluate(config: RunConfig, out_dir: Path, plan: RunPlan | None, re
         "monitor_mode": mode if config.trainer.select == "best" else None, **info.as_dict(),
         "weights": ("ema" if config.trainer.ema_decay is not None else
                     "swa" if config.trainer.swa_start is not None else "raw"),
-        "ema_decay": config.trainer.ema_decay, "swa_start": config.trainer.swa_start})
+        "ema_decay": config.trainer.ema_decay, "swa_start": config.trainer.swa_start,
+        "ema_batchnorm": config.trainer.ema_batchnorm if config.trainer.ema_decay is not None else None})
     eval_split = "val" if "val" in loaders else "train"
     eval_loader = evaluation_loader(config, unwrap_dataset(loaders[eval_split].dataset))
     summaries = collect_summaries(model, eval_loader)
