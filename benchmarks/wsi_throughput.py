@@ -36,7 +36,12 @@ import torch
 from medmtl import grid_store
 from medmtl.encoders import create_encoder
 from medmtl.wsi import TileGrid, detect_tissue, open_slide, read_tile, tile_slide
-from medmtl.wsi.compress import CompressionSettings, _read_ahead, compress_slide
+from medmtl.wsi.compress import (
+    CompressionSettings,
+    _read_ahead,
+    _RowWriter,
+    compress_slide,
+)
 from medmtl.wsi.patch_encoder import PatchEncoder
 from medmtl.wsi.synthetic import make_synthetic_slide
 
@@ -134,24 +139,19 @@ def stages(slides: list[Path], encoder: PatchEncoder, settings: CompressionSetti
                                                                              settings)])
                 for first in range(0, len(tiles), settings.batch_size):
                     timed("encoding", lambda: encoder.encode(np.stack(tiles[first:first + settings.batch_size])))
-                timed("row writes", lambda: _write_rows_as_compression_does(store, grid, encoder.channels,
-                                                                           settings.batch_size))
+                timed("row writes", lambda: _write_rows(store, grid, encoder.channels, settings.batch_size))
     return seconds
 
 
-def _write_rows_as_compression_does(store: grid_store.GridStore, grid: TileGrid, channels: int,
-                                    batch_size: int) -> None:
-    """After each encoder batch, one ``write_rows`` call with the rows whose last tile is in (as
-    ``compress_slide`` does); rows without tissue go with the first call."""
-    rows, cols = grid.grid_shape
-    last_tile = np.full(rows, -1)
-    np.maximum.at(last_tile, grid.rows, np.arange(len(grid)))
-    written = np.zeros(rows, bool)
-    for end in [*range(batch_size, len(grid), batch_size), len(grid)]:
-        ready = np.nonzero(~written & (last_tile < end))[0]
-        if len(ready):
-            store.write_rows(ready, np.zeros((channels, len(ready), cols), np.float32))
-            written[ready] = True
+def _write_rows(store: grid_store.GridStore, grid: TileGrid, channels: int, batch_size: int) -> None:
+    """Zero embeddings through compression's own ``_RowWriter``, flushed after every encoder batch."""
+    writer = _RowWriter(store, grid, channels, pending=np.arange(grid.grid_shape[0]), todo=np.arange(len(grid)))
+    vector = np.zeros(channels, np.float32)
+    for first in range(0, len(grid), batch_size):
+        for index in range(first, min(first + batch_size, len(grid))):
+            writer.put(index, vector)
+        writer.flush()
+    writer.flush()  # a grid without tissue tiles: its empty rows
 
 
 def main() -> None:

@@ -86,8 +86,9 @@ class GridStore:
         of a small image written at once take about a third of the time of nine single-row writes), and
         every embedding is written before any of its flags, so a row marked done is always whole.
         """
-        order = np.argsort(np.asarray(rows, dtype=np.int64), kind="stable")
-        rows = np.asarray(rows, dtype=np.int64)[order]
+        rows = np.asarray(rows, dtype=np.int64)
+        order = np.argsort(rows, kind="stable")
+        rows = rows[order]
         embeddings = embeddings.astype(np.float32, copy=False)[:, order]
         runs = np.split(np.arange(len(rows)), np.nonzero(np.diff(rows) != 1)[0] + 1) if len(rows) else []
         for run in runs:

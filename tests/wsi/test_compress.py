@@ -136,8 +136,7 @@ def test_write_failure_keeps_no_finished_store(synthetic_slide, tmp_path, monkey
         compress_slide(synthetic_slide.path, CountingEncoder(), tmp_path, SETTINGS)
     assert not grid_store.is_complete(tmp_path / f"{synthetic_slide.path.stem}.zarr")
     monkeypatch.setattr(grid_store.GridStore, "write_rows", real_write)
-    encoder = CountingEncoder()
-    result = compress_slide(synthetic_slide.path, encoder, tmp_path, SETTINGS)
+    result = compress_slide(synthetic_slide.path, CountingEncoder(), tmp_path, SETTINGS)
     assert grid_store.is_complete(result.store)
     assert 0 < result.tiles < len(grid_store.open_grid(result.store).tissue().nonzero()[0])  # resumed
 
