@@ -33,8 +33,10 @@ changes speed, not results beyond float rounding.
 
 Output per model: ``OUT/<model>/metrics_test.json`` and ``metrics_val.json`` (best epoch, with CIs),
 ``history.csv`` (epoch, train loss, validation metric, learning rate, seconds), ``best.pt`` (state
-dict) and ``run.json`` (settings, best epoch, parameters, time). A model whose ``metrics_test.json``
-exists is skipped. A Markdown table row per model is printed at the end.
+dict), ``run.json`` (settings, best epoch, parameters, time) and ``predictions_test.npz`` (per test
+nodule, in medmtl's per-sample format, for ``benchmarks/remedies_paired.py``: medmtl's rows paired
+with the baseline on the same nodules). A model whose ``metrics_test.json`` exists is skipped (its
+``predictions_test.npz``, when missing, is made from ``best.pt``). A Markdown table row per model is printed at the end.
 
     .venv/bin/python benchmarks/lidc_baselines.py --out runs/lidc/monai --epochs 20 --seed 0 --threads 2 \\
         --split-test runs/lidc/test_fold4.txt
@@ -113,16 +115,20 @@ def prepare(image: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(name: str, model: torch.nn.Module, loader: DataLoader, channels_last: bool, n_resamples: int,
-             seed: int, limit: int | None) -> dict[str, Any]:
-    """Metrics of ``model`` over ``loader`` (``{task: metrics}``), CIs with ``n_resamples`` resamples."""
+def predict(name: str, model: torch.nn.Module, loader: DataLoader, channels_last: bool, limit: int | None
+            ) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Per labelled sample of ``loader``: its name and ``model``'s summary in medmtl's per-sample
+    format (``Task.summarize``: ``{"dice", "iou"}`` per nodule, or ``{"labels", "probs"}``)."""
     spec = SPEC[name]
     model.eval()
+    names: list[str] = []
     parts: dict[str, list[np.ndarray]] = {}
     for batch in itertools.islice(loader, limit):
+        present = batch["present"].get(spec["target"])
         found = labelled(batch, spec["target"])
         if found is None:
             continue
+        names += [str(batch["name"][i]) for i in torch.nonzero(present).flatten().tolist()]
         image, target = found
         logits = model(prepare(image, channels_last)).float()
         if name == "unet":
@@ -132,14 +138,30 @@ def evaluate(name: str, model: torch.nn.Module, loader: DataLoader, channels_las
         else:
             parts.setdefault("labels", []).append(target.long().numpy())
             parts.setdefault("probs", []).append(torch.softmax(logits, dim=1).numpy())
-    joined = {key: np.concatenate(values) for key, values in parts.items()}
+    keys = ("dice", "iou") if name == "unet" else ("labels", "probs")
+    empty = {"dice": np.zeros(0), "iou": np.zeros(0), "labels": np.zeros(0, dtype=np.int64), "probs": np.zeros((0, 2))}
+    return names, {key: np.concatenate(parts[key]) if key in parts else empty[key] for key in keys}
+
+
+def metrics_of(name: str, summary: dict[str, np.ndarray], n_resamples: int, seed: int) -> dict[str, Any]:
+    """``{task: metrics}`` of one model's per-sample summary, CIs with ``n_resamples`` resamples."""
     if name == "unet":
-        metrics = segmentation_metrics(joined.get("dice", np.zeros(0)), joined.get("iou", np.zeros(0)),
-                                       n_resamples=n_resamples, seed=seed)
+        metrics = segmentation_metrics(summary["dice"], summary["iou"], n_resamples=n_resamples, seed=seed)
     else:
-        metrics = classification_metrics(joined.get("labels", np.zeros(0, dtype=np.int64)),
-                                         joined.get("probs", np.zeros((0, 2))), n_resamples=n_resamples, seed=seed)
-    return {spec["task"]: metrics}
+        metrics = classification_metrics(summary["labels"], summary["probs"], n_resamples=n_resamples, seed=seed)
+    return {SPEC[name]["task"]: metrics}
+
+
+def evaluate(name: str, model: torch.nn.Module, loader: DataLoader, channels_last: bool, n_resamples: int,
+             seed: int, limit: int | None) -> dict[str, Any]:
+    """Metrics of ``model`` over ``loader`` (``{task: metrics}``), CIs with ``n_resamples`` resamples."""
+    return metrics_of(name, predict(name, model, loader, channels_last, limit)[1], n_resamples, seed)
+
+
+def save_predictions(path: Path, task: str, names: list[str], summary: dict[str, np.ndarray]) -> None:
+    """``predictions_test.npz``: ``task`` (the medmtl task name), ``names`` and the summary's arrays,
+    which ``benchmarks/remedies_paired.py`` pairs with a medmtl run on the same nodules."""
+    np.savez(path, task=np.array(task), names=np.array(names), **summary)
 
 
 def _better(value: float, best: float) -> bool:
@@ -210,7 +232,9 @@ def train_one(name: str, datasets: dict, args: argparse.Namespace, batch_size: i
 
     model.load_state_dict(best_state)
     val_metrics = evaluate(name, model, val_loader, args.channels_last, N_BOOTSTRAP, args.seed, limit)
-    test_metrics = evaluate(name, model, test_loader, args.channels_last, N_BOOTSTRAP, args.seed, limit)
+    names, summary = predict(name, model, test_loader, args.channels_last, limit)
+    save_predictions(out / "predictions_test.npz", spec["task"], names, summary)
+    test_metrics = metrics_of(name, summary, N_BOOTSTRAP, args.seed)
     (out / "metrics_val.json").write_text(json.dumps(val_metrics, indent=2))
     run = {"model": name, "definition": spec["title"], "epochs": args.epochs, "seed": args.seed,
            "batch_size": batch_size, "optimizer": f"AdamW lr {optim.lr} weight decay {optim.weight_decay}, cosine",
@@ -222,6 +246,25 @@ def train_one(name: str, datasets: dict, args: argparse.Namespace, batch_size: i
     print(f"[{name}] best epoch {best_epoch} (val {spec['metric']} {best_value:.4f}); {train_time / 60:.1f} min",
           flush=True)
     return test_metrics
+
+
+def predict_finished(name: str, test_set: Any, args: argparse.Namespace, batch_size: int, out: Path) -> None:
+    """A model finished before ``predictions_test.npz`` existed: its test predictions from ``best.pt``,
+    checked against the ``metrics_test.json`` it wrote then."""
+    model = build_model(name)
+    model.load_state_dict(torch.load(out / "best.pt", map_location="cpu", weights_only=True))
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    loader = DataLoader(test_set, batch_size=batch_size, shuffle=False, collate_fn=collate_samples)
+    names, summary = predict(name, model, loader, args.channels_last, args.limit_batches)
+    spec = SPEC[name]
+    again = metrics_of(name, summary, 0, args.seed)[spec["task"]][spec["metric"]]
+    recorded = json.loads((out / "metrics_test.json").read_text())[spec["task"]][spec["metric"]]
+    if not math.isclose(again, recorded, abs_tol=1e-4):
+        raise SystemExit(f"[{name}] {out / 'best.pt'} gives test {spec['metric']} {again:.4f}, not the recorded "
+                         f"{recorded:.4f}: not the model of {out / 'metrics_test.json'}")
+    save_predictions(out / "predictions_test.npz", spec["task"], names, summary)
+    print(f"[{name}] wrote {out / 'predictions_test.npz'} from best.pt (test {spec['metric']} {again:.4f})", flush=True)
 
 
 def _ci(metrics: dict[str, Any], key: str) -> str:
@@ -264,21 +307,25 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     results: dict[str, dict[str, Any]] = {}
-    todo = []
+    todo, unpredicted = [], []
     for name in models:
         done = out / name / "metrics_test.json"
         if done.is_file():
             print(f"[{name}] done before: {done} (skipped)")
             results[name] = json.loads(done.read_text())
+            if not (out / name / "predictions_test.npz").is_file():
+                unpredicted.append(name)
         else:
             todo.append(name)
-    if todo:
+    if todo or unpredicted:
         split_test = Path(args.split_test).resolve()
         cfg = load_config(args.config, [f"data.split_test={split_test}", "data.fold=1", f"seed={args.seed}",
                                         f"trainer.max_epochs={args.epochs}"])
         datasets = build_datasets(cfg.data)
         for name in todo:
             results[name] = train_one(name, datasets, args, cfg.data.batch_size, cfg.optim, out / name)
+        for name in unpredicted:
+            predict_finished(name, datasets["test"], args, cfg.data.batch_size, out / name)
     print("\n| model | AUC [95% CI] | accuracy | Dice [95% CI] | IoU [95% CI] | n test |\n|---|---|---|---|---|---|")
     for name in models:
         print(markdown_row(name, results[name]))

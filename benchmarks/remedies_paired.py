@@ -1,8 +1,10 @@
 """Paired differences of several models against a reference on the same test images (issue 16).
 
 Each model is ``label=RUN[@CHECKPOINT][+TTA]``: a run or ensemble directory, optionally a checkpoint
-(``selected``, ``best``, ``last``) and a test-time augmentation (``flip``, ``flip+rot90``). Every
-model predicts the test split of its run's data; the per-image summaries are aligned by image name
+(``selected``, ``best``, ``last``) and a test-time augmentation (``flip``, ``flip+rot90``), or
+``label=FILE.npz``: per-sample test predictions saved by a model outside medmtl (``task``, ``names``
+and the task's per-sample summary arrays, as ``benchmarks/lidc_baselines.py`` writes them), paired
+on that task with the first model, which must be a run. Every run predicts the test split of its data; the per-image summaries are aligned by image name
 and each metric's difference ``model − reference`` gets a paired bootstrap 95% interval
 (:func:`medmtl.paired.paired_deltas`: the same resampled images for both) and a verdict.
 
@@ -10,6 +12,8 @@ Usage::
 
     .venv/bin/python benchmarks/remedies_paired.py plain=runs/vessel/plain \\
         last=runs/vessel/plain@last tta=runs/vessel/plain+flip ema=runs/vessel/ema ensemble=runs/vessel/cv5
+    .venv/bin/python benchmarks/remedies_paired.py medmtl=runs/lidc/rating \
+        monai-resnet18=runs/lidc/baselines/resnet18/predictions_test.npz
 """
 
 from __future__ import annotations
@@ -39,11 +43,22 @@ def test_summaries(run: str, checkpoint: str, tta: str) -> tuple[Any, dict, dict
     return model, collect_summaries(model, loader, names=names), names
 
 
+def saved_summaries(path: str) -> tuple[None, dict, dict]:
+    """A ``.npz`` of per-sample predictions: ``(None, {task: summary}, {task: names})``."""
+    import numpy as np
+
+    with np.load(path) as saved:
+        task = str(saved["task"])
+        summary = {key: saved[key] for key in saved.files if key not in ("task", "names")}
+        return None, {task: summary}, {task: [str(name) for name in saved["names"]]}
+
+
 def main(specs: list[str], n_resamples: int = 1000) -> str:
     from medmtl.paired import align, paired_deltas
 
     models = [parse(spec) for spec in specs]
-    evaluated = {label: test_summaries(run, checkpoint, tta) for label, run, checkpoint, tta in models}
+    evaluated = {label: saved_summaries(run) if run.endswith(".npz") else test_summaries(run, checkpoint, tta)
+                 for label, run, checkpoint, tta in models}
     reference = models[0][0]
     ref_model, ref_summaries, ref_names = evaluated[reference]
     lines = [f"Paired against `{reference}` on the same test images (95% paired bootstrap intervals).", "",
@@ -51,6 +66,8 @@ def main(specs: list[str], n_resamples: int = 1000) -> str:
     for label, _, _, _ in models:
         model, summaries, names = evaluated[label]
         for task_name, task in ref_model.tasks.items():
+            if task_name not in summaries:
+                continue
             _, own, ref = align(names[task_name], summaries[task_name], ref_names[task_name], ref_summaries[task_name])
             result = paired_deltas(task, own, ref, tuple(task.summary_metrics), n_resamples)
             for metric, stats in result["metrics"].items():

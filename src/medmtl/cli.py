@@ -297,12 +297,15 @@ def compare(
                                                           "each (default: the configuration's)")] = None,
     pair_on: Annotated[str, typer.Option(help="split whose images the paired differences use: val, or test "
                                               "(a held-out test split, after the models are chosen on val)")] = "val",
+    only: Annotated[Optional[str], typer.Option(help="comma-separated variants to train now (e.g. single-segmentation), "
+                                                     "nothing compared: run several side by side, then once without "
+                                                     "--only to compare the finished runs")] = None,
 ) -> None:
     """Train each task alone and all tasks together on each split; tabulate mean ± std and the paired
     differences multi − single on the same validation (or, with --pair-on test, test) images (95% intervals,
     Δm%, a verdict per task)."""
     try:
-        from medmtl.compare import run_comparison
+        from medmtl.compare import run_comparison, train_variants
         from medmtl.config import load_config
         from medmtl.errors import ConfigError
 
@@ -313,6 +316,12 @@ def compare(
         cfg = load_config(config, overrides or [])
         chosen = [s.strip() for s in single.split(",")] if single else None
         methods = [b.strip() for b in balancers.split(",") if b.strip()] if balancers else None
+        if only:
+            names = [v.strip() for v in only.split(",") if v.strip()]
+            _, run_dirs = train_variants(cfg, out, split_numbers, chosen, report, methods, only=names)
+            for name, dirs in run_dirs.items():
+                console.print(f"{name}: " + ", ".join(str(d) for d in dirs.values()), markup=False, soft_wrap=True)
+            return
         run_comparison(cfg, out, split_numbers, chosen, report=report, balancers=methods, pair_on=pair_on)
         typer.echo((out / "comparison.md").read_text())
     except MedMTLError as error:

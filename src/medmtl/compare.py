@@ -14,7 +14,9 @@ the differences, Δm%, a verdict per task)::
 
 A partition number sets ``data.fold``: it replaces ``{fold}`` in split-file paths (published
 splits) or else selects the k-fold fold. Finished runs are skipped, so an interrupted
-comparison continues where it stopped.
+comparison continues where it stopped. ``only`` trains just the named variants and compares
+nothing (:func:`train_variants`), so that variants can train in separate processes side by side;
+a later run without it reads them as finished.
 """
 
 from __future__ import annotations
@@ -91,6 +93,36 @@ def for_fold(config: RunConfig, fold: int) -> RunConfig:
     return config_from_dict(raw, source=f"fold {fold}")
 
 
+def train_variants(config: RunConfig, out_dir: Path, splits: list[int], single: list[str] | None = None,
+                   report: bool = False, balancers: list[str] | None = None,
+                   only: list[str] | None = None) -> tuple[dict[str, dict[int, dict]], dict[str, dict[int, Path]]]:
+    """Train (or read, when finished) every variant, or just those named in ``only``, on every split.
+
+    Returns ``({variant: {split: metrics.json contents}}, {variant: {split: run directory}})``.
+    """
+    from medmtl.training.run import train
+
+    configs = variants(config, single, balancers)
+    unknown = sorted(set(only or []) - set(configs))
+    if unknown:
+        raise ConfigError("--only", f"names unknown variant(s) {unknown}; this comparison's variants are "
+                                    f"{list(configs)}")
+    results: dict[str, dict[int, dict]] = {}
+    run_dirs: dict[str, dict[int, Path]] = {}
+    for name, variant in configs.items():
+        if only and name not in only:
+            continue
+        results[name], run_dirs[name] = {}, {}
+        for split in splits:
+            run_dir = run_dirs[name][split] = out_dir / name / f"split{split}"
+            metrics_file = run_dir / "metrics.json"
+            if metrics_file.exists():
+                results[name][split] = json.loads(metrics_file.read_text())
+                continue
+            results[name][split] = train(for_fold(variant, split), run_dir, report=report).metrics
+    return results, run_dirs
+
+
 def run_comparison(config: RunConfig, out_dir: Path, splits: list[int], single: list[str] | None = None,
                    report: bool = False, balancers: list[str] | None = None,
                    n_bootstrap: int | None = None, pair_on: str = "val") -> dict[str, Any]:
@@ -102,20 +134,8 @@ def run_comparison(config: RunConfig, out_dir: Path, splits: list[int], single: 
     names the split whose images are paired (``val``, or ``test`` for a held-out test split, once
     the models are chosen).
     """
-    from medmtl.training.run import train
-
-    results: dict[str, dict[int, dict]] = {}
-    run_dirs: dict[str, dict[int, Path]] = {}
+    results, run_dirs = train_variants(config, out_dir, splits, single, report, balancers)
     metric_names = summary_metrics(config)
-    for name, variant in variants(config, single, balancers).items():
-        results[name], run_dirs[name] = {}, {}
-        for split in splits:
-            run_dir = run_dirs[name][split] = out_dir / name / f"split{split}"
-            metrics_file = run_dir / "metrics.json"
-            if metrics_file.exists():
-                results[name][split] = json.loads(metrics_file.read_text())
-                continue
-            results[name][split] = train(for_fold(variant, split), run_dir, report=report).metrics
     n_resamples = config.trainer.n_bootstrap if n_bootstrap is None else n_bootstrap
     comparison = {"variants": summarize(results, metric_names),
                   "paired": paired_comparison(run_dirs, splits, n_resamples, config.seed, pair_on),

@@ -126,6 +126,20 @@ def test_version_and_preset_descriptions():
     assert all(line.rstrip().endswith(".") for line in lines), lines
 
 
+def test_compare_only_trains_the_named_variants_and_compares_nothing(tiny_config_file, tmp_path):
+    out = tmp_path / "cmp"
+    args = ["compare", str(tiny_config_file), "--out", str(out), "--no-report", "trainer.max_epochs=1"]
+    result = run_cli(*args, "--only", "single-segmentation")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (out / "single-segmentation" / "split1" / "metrics.json").is_file()
+    assert not (out / "multi-task").exists() and not (out / "single-classification").exists()
+    assert not (out / "comparison.json").exists()
+    result = run_cli(*args, "--only", "single-segmentaton")
+    assert result.returncode != 0
+    assert "--only" in result.stderr and "single-segmentaton" in result.stderr and "multi-task" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_compare_trains_every_variant_with_reports_and_skips_finished_runs(tiny_config_file, tmp_path):
     out = tmp_path / "cmp"
     args = ["compare", str(tiny_config_file), "--out", str(out), "--splits", "1,2", "trainer.max_epochs=1"]
