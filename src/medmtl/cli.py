@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from medmtl.cli_errors import console, fail as _fail, writes_to as _writes_to
+from medmtl.console import say
 from medmtl.errors import MedMTLError
 
 #: ``--tta`` of evaluate and predict (the choices: :data:`medmtl.tta.TTA_CHOICES`)
@@ -105,7 +106,7 @@ def evaluate(
         cfg, model, used = load_run_checkpoint(run_dir, checkpoint)
         split = split or default_split(model, "val")
         check_evaluation_split(model, split)
-        console.print(f"checkpoint: {used.describe()}", markup=False, soft_wrap=True)
+        say(f"checkpoint: {used.describe()}")
         model = with_tta(model, tta, cfg.model.spatial_dims or 2)
         cfg = with_data_overrides(cfg, overrides or [])
         if data is not None:
@@ -170,7 +171,7 @@ def report_command(
         cfg, model, used = load_run_checkpoint(target, checkpoint or "selected")
         if km_groups is not None:
             _set_km_groups(model, km_groups, target)
-        console.print(f"checkpoint: {used.describe()}", markup=False, soft_wrap=True)
+        say(f"checkpoint: {used.describe()}")
         datasets = build_run_datasets(cfg, model)
         chosen = split or default_split(model, "val" if "val" in datasets else "train")
         check_evaluation_split(model, chosen)
@@ -228,7 +229,7 @@ def predict(
             if run_dir.suffix.lower() == ".onnx" and run_dir.is_file():
                 raise ConfigError("--backend", f"{run_dir} is an ONNX file: predict with it by --backend onnxruntime")
             cfg, model, used = load_run_checkpoint(run_dir, checkpoint)
-            console.print(f"checkpoint: {used.describe()}", markup=False, soft_wrap=True)
+            say(f"checkpoint: {used.describe()}")
         else:
             raise ConfigError("--backend", f"unknown backend '{backend}'; choose torch or onnxruntime")
         model = with_tta(model, tta, cfg.model.spatial_dims or 2)
@@ -257,7 +258,7 @@ def export_command(
 
         check_format(format)
         result, used = export_run(run_dir, out, format, checkpoint)
-        console.print(f"checkpoint: {used.describe()}", markup=False, soft_wrap=True)
+        say(f"checkpoint: {used.describe()}")
         console.print(f"wrote {result.describe()}", markup=False, soft_wrap=True)
     except MedMTLError as error:
         _fail(error)

@@ -75,6 +75,7 @@ def test_train_evaluate_predict_and_report(tiny_config_file, tmp_path):
     assert json.loads((out / "metrics_val.json").read_text())["segmentation"]["n"] == 24
     quiet = result.stdout + result.stderr
     assert "metrics_val.json" in quiet and "auc" not in quiet  # what was written, no table
+    assert "checkpoint:" not in quiet
     result = run_cli("evaluate", str(out), "--split", "test")
     assert result.returncode == 2 and "--split" in result.stderr
     result = run_cli("evaluate", str(out), "--out", str(tmp_path / "other.json"), "data.phantom.n_val=12", "--report")
