@@ -19,7 +19,6 @@ Usage::
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 
 def parse(spec: str) -> tuple[str, str, str, str]:
@@ -28,19 +27,6 @@ def parse(spec: str) -> tuple[str, str, str, str]:
     rest, _, tta = rest.partition("+")
     run, _, checkpoint = rest.partition("@")
     return label, run, checkpoint or "selected", tta or "none"
-
-
-def test_summaries(run: str, checkpoint: str, tta: str) -> tuple[Any, dict, dict]:
-    from medmtl.evaluation import collect_summaries
-    from medmtl.training.loaders import build_run_datasets, evaluation_loader
-    from medmtl.training.run import load_run_checkpoint
-    from medmtl.tta import with_tta
-
-    config, model, _ = load_run_checkpoint(run, checkpoint)
-    model = with_tta(model, tta, config.model.spatial_dims or 2)
-    loader = evaluation_loader(config, build_run_datasets(config, model)["test"])
-    names: dict[str, list[str]] = {}
-    return model, collect_summaries(model, loader, names=names), names
 
 
 def saved_summaries(path: str) -> tuple[None, dict, dict]:
@@ -54,17 +40,19 @@ def saved_summaries(path: str) -> tuple[None, dict, dict]:
 
 
 def main(specs: list[str], n_resamples: int = 1000) -> str:
+    from medmtl.compare import split_summaries
     from medmtl.paired import align, paired_deltas
 
     models = [parse(spec) for spec in specs]
-    evaluated = {label: saved_summaries(run) if run.endswith(".npz") else test_summaries(run, checkpoint, tta)
+    evaluated = {label: (saved_summaries(run) if run.endswith(".npz") else
+                         split_summaries(run, "test", f"{label}: test", checkpoint, tta))
                  for label, run, checkpoint, tta in models}
     reference = models[0][0]
     ref_model, ref_summaries, ref_names = evaluated[reference]
     lines = [f"Paired against `{reference}` on the same test images (95% paired bootstrap intervals).", "",
              "| model | task | metric | value | Δ vs reference [95% CI] | verdict |", "|---|---|---|---|---|---|"]
     for label, _, _, _ in models:
-        model, summaries, names = evaluated[label]
+        _, summaries, names = evaluated[label]
         for task_name, task in ref_model.tasks.items():
             if task_name not in summaries:
                 continue

@@ -1,10 +1,13 @@
 import math
 
+import numpy as np
 import pytest
+from helpers import tiny_config
 
-from medmtl.compare import for_fold, markdown, summarize, variants
+from medmtl.compare import for_fold, markdown, split_summaries, summarize, variants
 from medmtl.config import config_from_dict
 from medmtl.errors import ConfigError
+from medmtl.training.run import train
 
 
 def _config():
@@ -45,3 +48,17 @@ def test_summary_mean_and_std():
     stats = summary["multi-task"]["cls"]["auc"]
     assert stats["mean"] == pytest.approx(0.85) and stats["std"] == pytest.approx(math.sqrt(0.005))
     assert "0.850 ± 0.071" in markdown({"variants": summary, "paired": {}}, [1, 2])
+
+
+def test_split_summaries_of_a_checkpoint_with_test_time_augmentation(tmp_path):
+    run = tmp_path / "run"
+    train(config_from_dict(tiny_config(max_epochs=1)), run)
+    _, plain, plain_names = split_summaries(run, "val")
+    model, flipped, flipped_names = split_summaries(run, "val", checkpoint="last", tta="flip")
+    assert type(model).__name__ == "TTAModel" and flipped_names == plain_names
+    for task, summary in plain.items():
+        assert {key: len(values) for key, values in flipped[task].items()} == \
+               {key: len(values) for key, values in summary.items()}
+    assert not np.allclose(flipped["classification"]["probs"], plain["classification"]["probs"])
+    with pytest.raises(ConfigError, match="--pair-on.*no 'test' split"):
+        split_summaries(run, "test")

@@ -188,21 +188,24 @@ def paired_comparison(run_dirs: dict[str, dict[int, Path]], splits: list[int], n
     return out
 
 
-def split_summaries(run_dir: Path, split_name: str, description: str | None = None) -> tuple[Any, dict, dict]:
-    """The run's selected model and its per-sample summaries (with sample names) on one of its splits
-    (``val`` falls back to ``train`` for data without a validation split); ``description`` labels the
-    progress bar."""
+def split_summaries(run_dir: str | Path, split_name: str, description: str | None = None,
+                    checkpoint: str = "selected", tta: str = "none") -> tuple[Any, dict, dict]:
+    """A run's model (``checkpoint``'s weights, with test-time augmentation ``tta``) and its per-sample
+    summaries (with sample names) on one of its splits (``val`` falls back to ``train`` for data
+    without a validation split); ``description`` labels the progress bar."""
     from medmtl.evaluation import collect_summaries
     from medmtl.training.loaders import build_run_datasets, evaluation_loader
     from medmtl.training.run import load_run
+    from medmtl.tta import with_tta
 
-    config, model = load_run(run_dir)
+    config, model = load_run(run_dir, checkpoint)
+    model = with_tta(model, tta, config.model.spatial_dims or 2)
     datasets = build_run_datasets(config, model)
     names: dict[str, list[str]] = {}
     if split_name not in datasets and split_name != "val":
         raise ConfigError("--pair-on", f"the runs' data have no '{split_name}' split (they have {sorted(datasets)})")
     loader = evaluation_loader(config, datasets[split_name if split_name in datasets else "train"])
-    return model, collect_summaries(model, loader, description=description or f"pairing {run_dir.name}",
+    return model, collect_summaries(model, loader, description=description or f"pairing {Path(run_dir).name}",
                                     names=names), names
 
 
