@@ -1,11 +1,17 @@
 """The LIDC benchmark's test table (fold 4) from the run directories of benchmarks/lidc.sh.
 
     .venv/bin/python benchmarks/lidc_summary.py runs/lidc
+    .venv/bin/python benchmarks/lidc_summary.py runs/lidc runs/lidc-seed1 runs/lidc-seed2
+
+The first folder gives the table with 95% intervals; given several folders (the same benchmark run
+with other seeds), a second table gives each row's mean ± standard deviation over the folders that
+have it.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -18,30 +24,71 @@ ROWS = [  # (row label, metrics file relative to the benchmark folder)
     ("plain MONAI 3D U-Net (segmentation)", "baselines/unet/metrics_test.json"),
     ("plain MONAI 3D ResNet-18 (malignancy)", "baselines/resnet18/metrics_test.json"),
 ]
+COLUMNS = [  # (header, task kind, metric key)
+    ("AUC", "classification", "auc"), ("accuracy", "classification", "accuracy"),
+    ("Dice", "segmentation", "dice"), ("IoU", "segmentation", "iou"), ("rating MAE", "regression", "mae"),
+]
 
 
-def _cell(metrics: dict, task_kind: str, key: str) -> str:
+def _metric(metrics: dict, task_kind: str, key: str) -> tuple[float, tuple | None] | None:
+    """(value, 95% interval or None) of the first task that reports ``key``; the classification
+    columns come from the task that reports an AUC (a regression task has no accuracy)."""
     for task in metrics.values():
         if isinstance(task, dict) and key in task and (task_kind != "classification" or "auc" in task):
-            low, high = task.get(f"{key}_ci95", (None, None))
-            interval = f" [{low:.3f}, {high:.3f}]" if low is not None else ""
-            return f"{task[key]:.3f}{interval}"
-    return "–"
+            return task[key], task.get(f"{key}_ci95")
+    return None
 
 
-def main(folder: Path) -> None:
-    print("| model (fold 4, n = 198) | AUC [95% CI] | accuracy | Dice [95% CI] | IoU [95% CI] | rating MAE |")
-    print("|---|---|---|---|---|---|")
+def _row_metrics(folder: Path, relative: str) -> dict | None:
+    path = folder / relative
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def interval_table(folder: Path) -> list[str]:
+    """One benchmark folder: every metric with its 95% interval."""
+    lines = ["| model (fold 4, n = 198) | " + " | ".join(f"{header} [95% CI]" for header, _, _ in COLUMNS) + " |",
+             "|---" * (len(COLUMNS) + 1) + "|"]
     for label, relative in ROWS:
-        path = folder / relative
-        if not path.is_file():
-            print(f"| {label} | not run | | | | |")
+        metrics = _row_metrics(folder, relative)
+        if metrics is None:
+            lines.append(f"| {label} | not run |" + " |" * (len(COLUMNS) - 1))
             continue
-        metrics = json.loads(path.read_text())
-        print(f"| {label} | {_cell(metrics, 'classification', 'auc')} | {_cell(metrics, 'classification', 'accuracy')} "
-              f"| {_cell(metrics, 'segmentation', 'dice')} | {_cell(metrics, 'segmentation', 'iou')} "
-              f"| {_cell(metrics, 'regression', 'mae')} |")
+        cells = []
+        for _, kind, key in COLUMNS:
+            found = _metric(metrics, kind, key)
+            if found is None:
+                cells.append("–")
+                continue
+            value, ci = found
+            cells.append(f"{value:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def spread_table(folders: list[Path]) -> list[str]:
+    """Several folders (seeds): each row's mean ± standard deviation over the folders that have it."""
+    lines = ["| model (fold 4) | seeds | " + " | ".join(f"{header} mean ± std" for header, _, _ in COLUMNS) + " |",
+             "|---" * (len(COLUMNS) + 2) + "|"]
+    for label, relative in ROWS:
+        runs = [metrics for folder in folders if (metrics := _row_metrics(folder, relative)) is not None]
+        if not runs:
+            continue
+        cells = []
+        for _, kind, key in COLUMNS:
+            values = [found[0] for metrics in runs if (found := _metric(metrics, kind, key)) is not None]
+            spread = f" ± {statistics.stdev(values):.3f}" if len(values) > 1 else ""
+            cells.append(f"{statistics.mean(values):.3f}{spread}" if values else "–")
+        lines.append(f"| {label} | {len(runs)} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def main(folders: list[Path]) -> str:
+    lines = interval_table(folders[0])
+    if len(folders) > 1:
+        lines += ["", f"Spread over {len(folders)} seeds ({', '.join(str(folder) for folder in folders)}):", ""]
+        lines += spread_table(folders)
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/lidc"))
+    print(main([Path(argument) for argument in sys.argv[1:]] or [Path("runs/lidc")]), end="")

@@ -6,7 +6,8 @@ Each model is ``label=RUN[@CHECKPOINT][+TTA]``: a run or ensemble directory, opt
 and the task's per-sample summary arrays, as ``benchmarks/lidc_baselines.py`` writes them), paired
 on that task with the first model, which must be a run. Every run predicts the test split of its data; the per-image summaries are aligned by image name
 and each metric's difference ``model − reference`` gets a paired bootstrap 95% interval
-(:func:`medmtl.paired.paired_deltas`: the same resampled images for both) and a verdict.
+(:func:`medmtl.paired.paired_deltas`: the same resampled images for both) and a verdict: ``better`` or
+``worse`` than the reference (the interval entirely on one side of 0), or ``no evidence``.
 
 Usage::
 
@@ -19,6 +20,10 @@ Usage::
 from __future__ import annotations
 
 import sys
+
+#: ``multi − single`` verdicts of :mod:`medmtl.paired` read as ``model − reference`` here: a baseline
+#: paired against a medmtl run is not a remedy that "helped".
+VERDICT_WORDS = {"helped": "better", "hurt": "worse"}
 
 
 def parse(spec: str) -> tuple[str, str, str, str]:
@@ -61,7 +66,7 @@ def main(specs: list[str], n_resamples: int = 1000) -> str:
             for metric, stats in result["metrics"].items():
                 low, high = stats["delta_ci95"]
                 delta = "–" if label == reference else f"{stats['delta']:+.3f} [{low:+.3f}, {high:+.3f}]"
-                verdict = "reference" if label == reference else stats["verdict"]
+                verdict = "reference" if label == reference else VERDICT_WORDS.get(stats["verdict"], stats["verdict"])
                 lines.append(f"| {label} | {task_name} | {metric} | {stats['multi']:.3f} | {delta} | {verdict} |")
     return "\n".join(lines) + "\n"
 
