@@ -39,21 +39,10 @@ model() {  # the MTMS model or the model with the rating
   [ -f "$out/$1/metrics.json" ] || "$medmtl" train "benchmarks/configs/lidc-$1.yaml" --out "$out/$1" \
     "${common[@]}" "${threads[@]}"
 }
-steps=("variant single-malignancy" "variant single-segmentation" "variant multi-task" "baseline unet"
-       "baseline resnet18" "model mtms" "model rating")
-declare -A step_of=()
-reap() {  # waits for one running step; a failed one stops the script, named with its log
-  local pid
-  if ! wait -n -p pid; then
-    echo "lidc.sh: step '${step_of[$pid]}' failed; its log: $out/${step_of[$pid]// /-}.log" >&2
-    exit 1
-  fi
-}
-for step in "${steps[@]}"; do
-  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do reap; done
-  if [ "$jobs" -gt 1 ]; then $step > "$out/${step// /-}.log" 2>&1 & step_of[$!]=$step; else $step; fi
-done
-while [ "$(jobs -rp | wc -l)" -gt 0 ]; do reap; done
+# shellcheck source=benchmarks/lanes.sh
+source "$(dirname "$0")/lanes.sh"
+run_steps "$out" "variant single-malignancy" "variant single-segmentation" "variant multi-task" "baseline unet" \
+  "baseline resnet18" "model mtms" "model rating"
 for run in "$out"/compare/*/split1 "$out/mtms" "$out/rating"; do
   [ -f "$run/metrics_test.json" ] || "$medmtl" evaluate "$run" --split test
 done
