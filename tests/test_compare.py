@@ -62,3 +62,11 @@ def test_split_summaries_of_a_checkpoint_with_test_time_augmentation(tmp_path):
     assert not np.allclose(flipped["classification"]["probs"], plain["classification"]["probs"])
     with pytest.raises(ConfigError, match="--pair-on.*no 'test' split"):
         split_summaries(run, "test")
+
+
+def test_variants_per_balancer_keep_weights_only_where_they_apply():
+    with pytest.warns(UserWarning, match=r"--balancers mgda: loss.weights \{'reconstruction': 0.5\} not applied"):
+        result = variants(_config(), balancers=["fixed", "mgda"])
+    assert list(result) == ["single-classification", "single-segmentation", "multi-task-fixed", "multi-task-mgda"]
+    assert result["multi-task-fixed"].loss.weights == {"reconstruction": 0.5}
+    assert result["multi-task-mgda"].loss.balancer == "mgda" and result["multi-task-mgda"].loss.weights == {}

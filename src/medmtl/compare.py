@@ -24,6 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +52,9 @@ def variants(config: RunConfig, single: list[str] | None = None,
     (``multi-task``), or one per loss balancer (``multi-task-<balancer>``) when ``balancers`` are given.
 
     By default every task except the auxiliary ones (``Task.auxiliary``: reconstruction) gets a
-    single-task run.
+    single-task run. ``loss.weights`` and ``loss.options`` stay with the configured balancer; another
+    balancer gets its default options, and one that sets its own weights drops ``loss.weights``
+    (with a warning when they were not all 1).
     """
     raw = config.model_dump(mode="json")
     names = [config.task_name(i) for i in range(len(config.model.tasks))]
@@ -79,6 +82,11 @@ def variants(config: RunConfig, single: list[str] | None = None,
         if balancer != multi["loss"]["balancer"]:  # options (and fixed weights) belong to the configured balancer
             multi["loss"]["options"] = {}
             if not balancer_spec(balancer).cls.uses_weights:
+                ignored = {task: w for task, w in multi["loss"]["weights"].items() if w != 1}
+                if ignored:  # a user who set them should hear that this model does not use them
+                    warnings.warn(f"--balancers {balancer}: loss.weights {ignored} not applied to "
+                                  f"{MULTI_TASK}-{balancer} ({balancer} sets its own weights)", UserWarning,
+                                  stacklevel=2)
                 multi["loss"]["weights"] = {}
         multi["loss"]["balancer"] = balancer
         result[f"{MULTI_TASK}-{balancer}"] = config_from_dict(multi, source=f"--balancers {balancer}")
