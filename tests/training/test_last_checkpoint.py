@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from helpers import tiny_config
@@ -40,3 +42,5 @@ def test_last_checkpoint_follows_every_epoch_when_the_metric_stops_improving(tmp
     resumed = _load(run / "checkpoints" / "last.ckpt")
     assert (resumed["epoch"], resumed["global_step"]) == (3, last["global_step"] + BATCHES_PER_EPOCH)
     assert _load(run / "checkpoints" / "best.ckpt")["global_step"] == BATCHES_PER_EPOCH  # still epoch 1
+    started = json.loads((run / "environment.json").read_text())  # one entry per start of training
+    assert [entry["resumed_from"] for entry in started] == [None, "last.ckpt"]

@@ -11,6 +11,7 @@ Run directory layout::
     DIR/metrics.json           final metrics of the selected model (trainer.select) on the validation split
     DIR/selection.json         which weights metrics.json evaluated: trainer.select, monitor, checkpoint, averaging
     DIR/metrics_test.json      same on the test split, when the data has one
+    DIR/environment.json       host, CPU, threads, package versions: one entry per start (fresh or resumed)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from medmtl.io_utils import atomic_write_json
 from medmtl.model import MultiTaskModel
 from medmtl.training.averaging import averaging_callback
 from medmtl.training.checkpoint_io import AtomicCheckpointIO
+from medmtl.training.environment import record_environment
 from medmtl.training.lightning_module import MultiTaskModule
 from medmtl.training.loaders import EpochSampler, build_loaders, evaluation_loader, unwrap_dataset
 from medmtl.training.resume import HistoryCSVLogger, ResumeBookkeeping
@@ -130,8 +132,11 @@ def _fit_and_evaluate(config: RunConfig, out_dir: Path, plan: RunPlan | None, re
         commit_config(config, out_dir, plan)  # only now: the model and the data could be built
 
     trainer = _make_trainer(config, out_dir, monitor, mode, loaders["train"])
-    say(f"training on {describe_device(trainer)} → {out_dir}")
+    device = describe_device(trainer)
+    say(f"training on {device} → {out_dir}")
     ckpt_path = str(last) if last.exists() else None
+    if plan is not None:  # rank 0
+        record_environment(out_dir, device, last.name if ckpt_path else None)
     trainer.fit(module, loaders["train"], loaders.get("val"), ckpt_path=ckpt_path)
     if trainer.global_rank != 0:
         return RunResult(out_dir, {}, checkpoints / "best.ckpt")
