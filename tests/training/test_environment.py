@@ -18,6 +18,7 @@ def test_each_start_appends_the_machine_and_package_versions(tmp_path, monkeypat
     assert (second["device"], second["resumed_from"]) == ("cpu (2 threads)", "last.ckpt")
     assert first["packages"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
     assert first["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and first["cpu"]
+    assert all(flag.startswith(("avx", "amx", "fma")) for flag in first["cpu_vector_flags"])
     assert first["variables"] == {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 

@@ -28,14 +28,21 @@ PACKAGES = ("medmtl", "torch", "torchvision", "lightning", "monai", "numpy")
 KERNEL_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG")
 
 
-def _cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what :mod:`platform` knows)."""
+def _cpuinfo_field(name: str) -> str | None:
+    """Field ``name`` of the first processor in ``/proc/cpuinfo`` (Linux), else None."""
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
         for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
+            if line.split(":", 1)[0].strip() == name:
                 return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
+    return None
+
+
+def _vector_flags() -> list[str]:
+    """The CPU's vector-instruction flags (AVX*, AMX*, FMA): what oneDNN chooses its kernels by;
+    a virtual machine's model name (e.g. ``AMD EPYC``) does not say which a CPU has."""
+    flags = (_cpuinfo_field("flags") or "").split()
+    return sorted(flag for flag in flags if flag.startswith(("avx", "amx", "fma")))
 
 
 def _version(package: str) -> str | None:
@@ -47,15 +54,16 @@ def _version(package: str) -> str | None:
 
 def describe_environment(device: str, resumed_from: str | None) -> dict[str, Any]:
     """One entry of ``environment.json``: time, host, the device text the console showed
-    (``device``), the checkpoint training resumed from (None for a fresh start), CPU model and the
-    vector instructions torch dispatches to, thread count, package versions, kernel-selecting
-    variables."""
+    (``device``), the checkpoint training resumed from (None for a fresh start), CPU model, its
+    vector-instruction flags and the instruction set torch dispatches to, thread count, package
+    versions, kernel-selecting variables."""
     return {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "resumed_from": resumed_from,
         "host": socket.gethostname(),
         "device": device,
-        "cpu": _cpu_model(),
+        "cpu": _cpuinfo_field("model name") or platform.processor() or platform.machine(),
+        "cpu_vector_flags": _vector_flags(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
         "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
