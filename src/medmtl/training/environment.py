@@ -28,21 +28,25 @@ PACKAGES = ("medmtl", "torch", "torchvision", "lightning", "monai", "numpy")
 KERNEL_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "CUBLAS_WORKSPACE_CONFIG")
 
 
-def _cpuinfo_field(name: str) -> str | None:
-    """Field ``name`` of the first processor in ``/proc/cpuinfo`` (Linux), else None."""
+def _first_cpu() -> dict[str, str]:
+    """The fields of the first processor in ``/proc/cpuinfo`` (Linux; empty elsewhere)."""
     cpuinfo = Path("/proc/cpuinfo")
+    fields: dict[str, str] = {}
     if cpuinfo.is_file():
         for line in cpuinfo.read_text(errors="replace").splitlines():
-            if line.split(":", 1)[0].strip() == name:
-                return line.split(":", 1)[1].strip()
-    return None
+            if not line.strip():
+                if fields:
+                    break  # the end of the first processor's block
+                continue
+            name, _, value = line.partition(":")
+            fields.setdefault(name.strip(), value.strip())
+    return fields
 
 
-def _vector_flags() -> list[str]:
+def _vector_flags(cpu: dict[str, str]) -> list[str]:
     """The CPU's vector-instruction flags (AVX*, AMX*, FMA): what oneDNN chooses its kernels by;
     a virtual machine's model name (e.g. ``AMD EPYC``) does not say which a CPU has."""
-    flags = (_cpuinfo_field("flags") or "").split()
-    return sorted(flag for flag in flags if flag.startswith(("avx", "amx", "fma")))
+    return sorted(flag for flag in cpu.get("flags", "").split() if flag.startswith(("avx", "amx", "fma")))
 
 
 def _version(package: str) -> str | None:
@@ -57,13 +61,14 @@ def describe_environment(device: str, resumed_from: str | None) -> dict[str, Any
     (``device``), the checkpoint training resumed from (None for a fresh start), CPU model, its
     vector-instruction flags and the instruction set torch dispatches to, thread count, package
     versions, kernel-selecting variables."""
+    cpu = _first_cpu()
     return {
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "resumed_from": resumed_from,
         "host": socket.gethostname(),
         "device": device,
-        "cpu": _cpuinfo_field("model name") or platform.processor() or platform.machine(),
-        "cpu_vector_flags": _vector_flags(),
+        "cpu": cpu.get("model name") or platform.processor() or platform.machine(),
+        "cpu_vector_flags": _vector_flags(cpu),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
         "cuda_device": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
